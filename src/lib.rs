@@ -1,0 +1,14 @@
+//! Runway: a durable runbook engine.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map. In short: [`compiler`] turns
+//! playbook text into a [`plan::Plan`] (pure: no I/O), and [`cli`] is the only module that
+//! knows about files, terminals and exit codes.
+
+pub mod cli;
+pub mod compiler;
+pub mod condition;
+pub mod diagnostic;
+pub mod plan;
+pub mod playbook;
+pub mod source;
+pub mod yaml;
