@@ -75,7 +75,7 @@ pub fn bind_params(
                     p.name.value,
                     p.description
                         .as_ref()
-                        .map(|d| format!(" ({d})"))
+                        .map(|d| format!(": {d}"))
                         .unwrap_or_default()
                 )),
             }),
