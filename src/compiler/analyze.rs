@@ -355,22 +355,12 @@ fn check_invoke_params(
     for (name, value) in &given.0 {
         match declared.get(name) {
             None => {
-                let e = diags.error(
-                    name.location,
-                    format!("`{target}` has no param `{}`", name.value),
-                );
-                match did_you_mean(name, declared.0.iter().map(|p| p.name.as_str())) {
-                    Some(close) => e.hint(format!("did you mean `{close}`?")),
-                    None => e.hint(format!(
-                        "its params are: {}",
-                        declared
-                            .0
-                            .iter()
-                            .map(|p| p.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                };
+                diags
+                    .error(
+                        name.location,
+                        format!("`{target}` has no param `{}`", name.value),
+                    )
+                    .hint(declared.unknown_hint(name));
             }
             Some(p) if value.is_literal() => {
                 if let Err(message) = p.parse_cli(&value.text) {

@@ -2,7 +2,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::diagnostic::did_you_mean;
 use crate::playbook::Params;
 
 /// One problem with the given params; all of them are collected.
@@ -33,21 +32,7 @@ pub fn bind_params(
         match declared.get(name) {
             None => errors.push(BindError {
                 message: format!("unknown param `{name}`"),
-                hint: Some(
-                    match did_you_mean(name, declared.0.iter().map(|p| p.name.as_str())) {
-                        Some(close) => format!("did you mean `{close}`?"),
-                        None if declared.is_empty() => "this playbook takes no params".into(),
-                        None => format!(
-                            "its params are: {}",
-                            declared
-                                .0
-                                .iter()
-                                .map(|p| p.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    },
-                ),
+                hint: Some(declared.unknown_hint(name)),
             }),
             Some(p) => match p.parse_cli(text) {
                 Ok(v) => {

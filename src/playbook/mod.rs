@@ -97,6 +97,16 @@ impl Params {
     pub fn get(&self, name: &str) -> Option<&Param> {
         self.0.iter().find(|p| p.name.value == name)
     }
+
+    /// What to tell someone who gave the unknown param `name`.
+    pub fn unknown_hint(&self, name: &str) -> String {
+        let names = || self.0.iter().map(|p| p.name.as_str());
+        match crate::diagnostic::did_you_mean(name, names()) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None if self.is_empty() => "this playbook takes no params".into(),
+            None => format!("its params are: {}", names().collect::<Vec<_>>().join(", ")),
+        }
+    }
 }
 
 impl Serialize for Params {
