@@ -10,7 +10,9 @@ use crate::playbook::kinds::{KIND_NAMES, StepKind};
 use crate::playbook::template::Template;
 use crate::yaml::{Node, Value};
 
+/// One step: its id, ordering, failure policy, and exactly one kind.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Step {
     /// kebab-case, unique in the playbook.
     pub id: Spanned<String>,
