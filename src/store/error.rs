@@ -1,0 +1,91 @@
+//! `store::Error`: every way a store operation can refuse or fail.
+//!
+//! The refusals of guarded transitions (`NotClaimable`, `LeaseLost`, `StepNotIn`,
+//! `RunNotIn`, `LockHeld`) are normal outcomes the engine matches on: a stale job, a worker
+//! that lost its lease, an operator racing another. They leave the database unchanged.
+
+use crate::state::{RunStatus, StepStatus, UnknownStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unsupported database URL `{0}`: expected postgres://, postgresql:// or sqlite://PATH")]
+    UnsupportedUrl(String),
+
+    #[error("cannot create the directory for the SQLite database `{path}`: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error("run `{0}` not found")]
+    RunNotFound(String),
+
+    #[error("step `{step_id}` of run `{run_id}` not found")]
+    StepNotFound { run_id: String, step_id: String },
+
+    /// A guarded run transition found the run in another status.
+    #[error("run `{run_id}` is {actual}, not {expected}")]
+    RunNotIn {
+        run_id: String,
+        expected: RunStatus,
+        actual: RunStatus,
+    },
+
+    /// A guarded step transition found the step in another status.
+    #[error("step `{step_id}` of run `{run_id}` is {actual}, not {expected}")]
+    StepNotIn {
+        run_id: String,
+        step_id: String,
+        expected: StepStatus,
+        actual: StepStatus,
+    },
+
+    /// The job that asked for this step is stale: the step is not ready and due, or its
+    /// run is not active. The handler drops the job.
+    #[error("step `{step_id}` of run `{run_id}` is not claimable: it is {status}")]
+    NotClaimable {
+        run_id: String,
+        step_id: String,
+        status: StepStatus,
+    },
+
+    /// The caller no longer holds the step's lease for this attempt (it expired and was
+    /// reaped, another worker claimed it, or the run ended): its result is discarded.
+    #[error("lease on step `{step_id}` of run `{run_id}`, attempt {attempt}, is lost")]
+    LeaseLost {
+        run_id: String,
+        step_id: String,
+        attempt: i32,
+    },
+
+    #[error("invalid transition: {what} {from} -> {to}")]
+    InvalidTransition {
+        what: &'static str,
+        from: &'static str,
+        to: &'static str,
+    },
+
+    #[error("lock `{key}` is held by run `{holder}`")]
+    LockHeld { key: String, holder: String },
+
+    #[error("lock `{key}` is not held by run `{run_id}`")]
+    LockNotHeld { key: String, run_id: String },
+
+    /// A row that the schema should have made impossible (an unknown status text).
+    #[error("corrupt row: {0}")]
+    Corrupt(#[from] UnknownStatus),
+
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    #[error("cannot queue a job (postgres): {0}")]
+    QueuePostgres(#[from] apalis_postgres::Error),
+
+    #[error("cannot queue a job (sqlite): {0}")]
+    QueueSqlite(#[from] apalis_sqlite::Error),
+
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,289 @@
+//! The durable store: runs, step runs, evidence and run locks, in PostgreSQL or SQLite,
+//! and the apalis jobs that wake workers, written in the same transactions.
+//!
+//! All of Runway's SQL lives here. The database rows are the truth; a job is only a
+//! wake-up carrying a [`StepJob`] (run, step, attempt hint). Every operation is named by
+//! the transition it makes (`step_claim`, `step_finish`, ...) and is one guarded statement
+//! or one transaction: the statement names the state it leaves (`WHERE status = 'ready'`,
+//! `... AND lease_owner = $worker AND attempt = $attempt`), and a guard that matches no
+//! row becomes a typed refusal ([`Error::NotClaimable`], [`Error::LeaseLost`],
+//! [`Error::RunNotIn`], ...) that changed nothing. State changes also append to the run's
+//! hash-chained evidence ([`chain`]) in the same transaction.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), runway::store::Error> {
+//! use std::time::Duration;
+//! use runway::store::{Finish, Guard, Store};
+//! use runway::state::StepStatus;
+//!
+//! let store = Store::connect("sqlite://.runway/runway.db").await?;
+//! // A worker woken by a job for (run, step):
+//! let step = store.step_claim("RUN", "build", "host-1:4242", Duration::from_secs(30)).await?;
+//! let lease = step.lease().expect("a claimed step is leased");
+//! // ... run the attempt, renewing the lease ...
+//! store.step_finish(&Guard::Lease(lease), &Finish::new(StepStatus::Succeeded)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Backends: [`Store::Postgres`] for many workers on many hosts, [`Store::Sqlite`] for one
+//! machine. `ops.rs` holds the operations once for both; `postgres.rs` and `sqlite.rs`
+//! hold the few statements that differ. Do not call apalis-sqlite's `SqliteStorage::setup`
+//! (or build storage with `TryNewBackend`, which calls it): it turns `synchronous` off on
+//! the connection it runs on. [`Store::connect`] already runs apalis' migrations.
+//!
+//! Time: timestamps are UTC unix milliseconds in both schemas, read from the clock of the
+//! host making the call (as apalis does for `run_at`). Leases therefore assume the hosts'
+//! clocks agree to well within a lease (NTP); the reaper takes `now` as an argument.
+
+pub mod chain;
+mod error;
+mod model;
+mod ops;
+mod postgres;
+mod sqlite;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use error::{Error, Result};
+pub use model::{
+    Decision, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep, Retry, Run, StepJob,
+    StepList, StepRun, new_id,
+};
+pub use ops::QUEUE;
+
+use crate::state::RunStatus;
+
+/// How long a SQLite connection waits for the write lock before failing with SQLITE_BUSY.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Our migrations keep their own ledger table. apalis-sqlite records its migrations in
+/// `_sqlx_migrations` (apalis-postgres in `apalis._sqlx_migrations`), and two migrators
+/// sharing one ledger each see the other's rows as "previously applied but missing".
+/// Separate ledgers keep both checks strict (a missing or edited migration of either is
+/// still an error), which `set_ignore_missing(true)` on both would give up.
+const LEDGER: &str = "_runway_migrations";
+
+/// The database behind the store. Cloning is cheap (the pools are shared handles).
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs one operation on whichever backend this store is.
+macro_rules! dispatch {
+    ($store:expr, $op:ident($($arg:expr),*)) => {
+        match $store {
+            Store::Postgres(pool) => postgres::$op(pool, $($arg),*).await,
+            Store::Sqlite(pool) => sqlite::$op(pool, $($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store named by `url` (`postgres://...`, `postgresql://...` or
+    /// `sqlite://PATH`) and applies every pending migration, ours and apalis'.
+    ///
+    /// SQLite is opened for durability: WAL journal, `synchronous = FULL` (a committed step
+    /// result survives power loss), a busy timeout, foreign keys on; the file's directory
+    /// is created if missing.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::Postgres(PgPoolOptions::new().connect(url).await?)
+        } else if url.starts_with("sqlite://") && !url.contains(":memory:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true);
+            create_parent_dir(options.get_filename())?;
+            Store::Sqlite(SqlitePoolOptions::new().connect_with(options).await?)
+        } else {
+            return Err(Error::UnsupportedUrl(url.to_owned()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations: apalis' queue tables, then ours. Safe to run again and
+    /// from several processes (sqlx takes a migration lock on Postgres).
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Store::Postgres(pool) => {
+                // apalis-postgres' migrator keeps its ledger in its own schema (its
+                // sqlx.toml), so it needs no renaming.
+                apalis_postgres::PostgresStorage::<()>::migrations()
+                    .run(pool)
+                    .await?;
+                ours(sqlx::migrate!("migrations/postgres"))
+                    .run(pool)
+                    .await?;
+            }
+            Store::Sqlite(pool) => {
+                // Not `SqliteStorage::setup`: besides migrating, it sets `synchronous = OFF`.
+                apalis_sqlite::SqliteStorage::<()>::migrations()
+                    .run(pool)
+                    .await?;
+                ours(sqlx::migrate!("migrations/sqlite")).run(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `"postgres"` or `"sqlite"`, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Closes every pooled connection (SQLite checkpoints its WAL on the last one).
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(pool) => pool.close().await,
+            Store::Sqlite(pool) => pool.close().await,
+        }
+    }
+
+    /// Creates the run with all its step rows, takes its lock (or queues it behind the
+    /// holder), pushes one job per ready step and appends `run.created`, in one transaction.
+    pub async fn run_create(&self, new: &NewRun) -> Result<Run> {
+        dispatch!(self, run_create(new))
+    }
+
+    pub async fn run_get(&self, run_id: &str) -> Result<Run> {
+        dispatch!(self, run_get(run_id))
+    }
+
+    /// The most recent runs first, optionally only those in `status`.
+    pub async fn runs_list(&self, status: Option<RunStatus>, limit: u32) -> Result<Vec<Run>> {
+        dispatch!(self, runs_list(status, limit))
+    }
+
+    /// Moves the run from `from` to `to`, refused with [`Error::RunNotIn`] if it is not in
+    /// `from`. Ending the run cancels its open steps, releases its lock and starts the next
+    /// run queued on that lock, in the same transaction.
+    pub async fn run_set_status_if(
+        &self,
+        run_id: &str,
+        from: RunStatus,
+        to: RunStatus,
+        error: Option<&str>,
+    ) -> Result<Run> {
+        dispatch!(self, run_set_status_if(run_id, from, to, error))
+    }
+
+    /// The run's steps in the order they were created (`position`).
+    pub async fn steps_of_run(&self, run_id: &str) -> Result<Vec<StepRun>> {
+        dispatch!(self, steps_of_run(run_id))
+    }
+
+    /// Ready and due → running: attempt + 1, lease to `worker` for `lease_for`. Refused
+    /// with [`Error::NotClaimable`] (and the actual status) when the step is anything else,
+    /// or its run is not running or waiting: the job was stale or duplicated.
+    pub async fn step_claim(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        worker: &str,
+        lease_for: Duration,
+    ) -> Result<StepRun> {
+        dispatch!(self, step_claim(run_id, step_id, worker, lease_for))
+    }
+
+    /// Extends the lease to now + `lease_for` (and stores `checkpoint` if given). Refused
+    /// with [`Error::LeaseLost`] unless `lease` still holds the running step.
+    pub async fn step_renew_lease(
+        &self,
+        lease: &Lease,
+        lease_for: Duration,
+        checkpoint: Option<&[u8]>,
+    ) -> Result<DateTime<Utc>> {
+        dispatch!(self, step_renew_lease(lease, lease_for, checkpoint))
+    }
+
+    /// Records a result and everything that follows from it (decided steps, their jobs,
+    /// events, the run's status) in one transaction. `guard` is a [`Guard::Lease`] for a
+    /// running step (a worker that lost its lease gets [`Error::LeaseLost`] and changes
+    /// nothing) or [`Guard::Waiting`] for a parked one (a decision, a due timer).
+    pub async fn step_finish(&self, guard: &Guard, finish: &Finish) -> Result<StepRun> {
+        dispatch!(self, step_finish(guard, finish))
+    }
+
+    /// Running → ready at `retry.ready_at`, with a delayed job for that time.
+    pub async fn step_retry_later(&self, lease: &Lease, retry: &Retry) -> Result<StepRun> {
+        dispatch!(self, step_retry_later(lease, retry))
+    }
+
+    /// Running (by `Guard::Lease`) or ready (by `Guard::Ready`) → waiting, holding no
+    /// worker. With `until`, a job is pushed for that time (a `wait` timer, an approval
+    /// timeout) and finds the step waiting and due.
+    pub async fn step_park(&self, guard: &Guard, until: Option<DateTime<Utc>>) -> Result<StepRun> {
+        dispatch!(self, step_park(guard, until))
+    }
+
+    /// Running steps whose lease expired before `now` → ready, each with a new job and a
+    /// `step.lease_expired` event. Returns how many were reaped (at most 100 per call).
+    /// Safe to run from every worker at once.
+    pub async fn steps_reap_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self, steps_reap_expired(now))
+    }
+
+    /// Takes `key` for `run_id`; [`Error::LockHeld`] names the holder if another run has it.
+    pub async fn lock_acquire(&self, key: &str, run_id: &str) -> Result<()> {
+        dispatch!(self, lock_acquire(key, run_id))
+    }
+
+    /// Releases `key` held by `run_id` and starts the oldest run queued on it.
+    pub async fn lock_release(&self, key: &str, run_id: &str) -> Result<()> {
+        dispatch!(self, lock_release(key, run_id))
+    }
+
+    /// Appends events to the run's chain (seq and hashes computed under the run's lock).
+    pub async fn events_append(&self, run_id: &str, events: &[NewEvent]) -> Result<Vec<Event>> {
+        dispatch!(self, events_append(run_id, events))
+    }
+
+    pub async fn events_of_run(&self, run_id: &str) -> Result<Vec<Event>> {
+        dispatch!(self, events_of_run(run_id))
+    }
+
+    /// Recomputes the run's chain: the `seq` of the first event that does not match, or
+    /// `None` if the evidence is intact.
+    pub async fn events_verify(&self, run_id: &str) -> Result<Option<i64>> {
+        dispatch!(self, events_verify(run_id))
+    }
+
+    /// Deletes finished queue jobs older than `older_than` (apalis never does); returns
+    /// how many.
+    pub async fn jobs_delete_finished(&self, older_than: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self, jobs_delete_finished(older_than))
+    }
+}
+
+fn ours(mut migrator: Migrator) -> Migrator {
+    migrator.dangerous_set_table_name(LEDGER);
+    migrator
+}
+
+fn create_parent_dir(file: &Path) -> Result<()> {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                path: file.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}

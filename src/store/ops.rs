@@ -1,0 +1,1023 @@
+//! The store's operations, written once for both backends.
+//!
+//! `transitions!()` expands, inside `store::postgres` and `store::sqlite`, to the same set of
+//! functions with the same SQL. Both backends accept `$1`-style placeholders, `RETURNING`
+//! and `ON CONFLICT`, so nearly every statement is identical text; what differs is written
+//! per backend next to the invocation and used here by name:
+//!
+//! - `type Pool`, `type Conn`: the pool and connection types;
+//! - `begin(pool)`: a write transaction (`BEGIN IMMEDIATE` on SQLite, so a transaction that
+//!   reads before it writes never fails to upgrade its lock);
+//! - `lock_run(conn, run_id)` / `try_lock_run(conn, run_id)`: take the run's append lock
+//!   (`FOR NO KEY UPDATE` on the run row on Postgres; SQLite's write transaction already
+//!   serializes writers) and return the run's status;
+//! - `push_jobs(conn, wakes)`: apalis' `push_tasks` on the caller's transaction.
+//!
+//! A macro rather than generic functions: code generic over `sqlx::Database` needs a bound
+//! for every type it binds or decodes on every function, which would dwarf the SQL. The
+//! conformance suite (`tests/store.rs`) runs every operation against both expansions.
+//!
+//! Locking order, which keeps Postgres free of deadlocks: a transaction that changes a
+//! run's steps or events takes that run's lock first, before touching any step row (so
+//! transitions of one run are serialized; they take milliseconds). `step_renew_lease` is a
+//! single UPDATE of its own step row and waits on nothing else. The only transaction that
+//! locks a second run (promoting a queued run when a lock is released) locks a queued run,
+//! whose steps nobody else can be changing.
+
+use std::time::Duration;
+
+use apalis_core::task::Task;
+use apalis_core::task::builder::TaskBuilder;
+use chrono::Utc;
+
+use super::error::{Error, Result};
+use super::model::{Guard, NewRun, StepJob};
+use crate::state::{RunStatus, StepStatus};
+
+/// The apalis queue (its `job_type` column) that carries every step job.
+pub const QUEUE: &str = "runway-steps";
+
+/// Rows the reaper takes per call; it runs again on its next tick for the rest.
+pub(super) const REAP_BATCH: i64 = 100;
+
+/// A job to push: wake `job`'s step at `at_ms`, or now when `None`.
+#[derive(Debug, Clone)]
+pub(super) struct Wake {
+    pub(super) job: StepJob,
+    pub(super) at_ms: Option<i64>,
+}
+
+impl Wake {
+    pub(super) fn new(run_id: &str, step_id: &str, attempt: i32, at_ms: Option<i64>) -> Wake {
+        Wake {
+            job: StepJob {
+                run_id: run_id.to_owned(),
+                step_id: step_id.to_owned(),
+                attempt,
+            },
+            at_ms,
+        }
+    }
+
+    /// The apalis task. `max_attempts(1)`: apalis' own retries re-fetch at once, without
+    /// backoff, so they are off and a retry is a new delayed job. `run_at` has one-second
+    /// resolution in apalis, so a delayed job is rounded up: a job that arrives before its
+    /// step is due finds it not claimable.
+    pub(super) fn task(&self) -> Task<Vec<u8>> {
+        let payload = serde_json::to_vec(&self.job).expect("a StepJob always serializes");
+        let builder = TaskBuilder::new(payload).max_attempts(1);
+        match self.at_ms {
+            Some(ms) => builder
+                .run_at_timestamp(ms.div_euclid(1000) as u64 + u64::from(ms % 1000 != 0))
+                .build(),
+            None => builder.build(),
+        }
+    }
+}
+
+pub(super) fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+pub(super) fn plus(now_ms: i64, d: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(super) fn check_step(from: StepStatus, to: StepStatus) -> Result<()> {
+    if StepStatus::can_transition(from, to) {
+        Ok(())
+    } else {
+        Err(Error::InvalidTransition {
+            what: "step",
+            from: from.as_str(),
+            to: to.as_str(),
+        })
+    }
+}
+
+pub(super) fn check_run(from: RunStatus, to: RunStatus) -> Result<()> {
+    if RunStatus::can_transition(from, to) {
+        Ok(())
+    } else {
+        Err(Error::InvalidTransition {
+            what: "run",
+            from: from.as_str(),
+            to: to.as_str(),
+        })
+    }
+}
+
+/// A new run's steps start pending, ready or skipped: nothing has run yet.
+pub(super) fn check_new_run(new: &NewRun) -> Result<()> {
+    for s in &new.steps {
+        if !matches!(
+            s.status,
+            StepStatus::Pending | StepStatus::Ready | StepStatus::Skipped
+        ) {
+            return Err(Error::InvalidTransition {
+                what: "new step",
+                from: "(new)",
+                to: s.status.as_str(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The guard columns of a guarded step statement: `status = $a AND ($b IS NULL OR
+/// lease_owner = $b) AND ($c IS NULL OR attempt = $c)`.
+pub(super) fn guard_binds(guard: &Guard) -> (&'static str, Option<&str>, Option<i32>) {
+    match guard {
+        Guard::Lease(l) => ("running", Some(&l.worker), Some(l.attempt)),
+        Guard::Ready { .. } => ("ready", None, None),
+        Guard::Waiting { .. } => ("waiting", None, None),
+    }
+}
+
+/// Everything the expansion uses, glob-imported so a backend module's own imports of the
+/// same names do not clash with it. (A name a backend also imports itself shadows the glob
+/// and leaves the re-export here unused, hence the `allow`.)
+#[allow(unused_imports)]
+pub(super) mod prelude {
+    pub(in crate::store) use super::{
+        REAP_BATCH, Wake, check_new_run, check_run, check_step, guard_binds, guarded, now_ms, plus,
+    };
+    pub(in crate::store) use crate::state::{RunStatus, StepStatus};
+    pub(in crate::store) use crate::store::chain;
+    pub(in crate::store) use crate::store::error::{Error, Result};
+    pub(in crate::store) use crate::store::model::{
+        Event, EventRow, Finish, Guard, Lease, NewEvent, NewRun, Retry, Run, RunRow, StepRow,
+        StepRun, convert, millis,
+    };
+    pub(in crate::store) use chrono::{DateTime, Utc};
+    pub(in crate::store) use serde_json::json;
+    pub(in crate::store) use sqlx::types::Json;
+    pub(in crate::store) use std::time::Duration;
+}
+
+/// The one guarded UPDATE shared by finish, retry and park: `$set` is the SET list, using
+/// parameters `$6` onwards; the guard (see [`guard_binds`]) is `$1` to `$5`.
+macro_rules! guarded {
+    ($set:literal) => {
+        concat!(
+            "UPDATE step_runs SET ",
+            $set,
+            " WHERE run_id = $1 AND step_id = $2 AND status = $3 \
+             AND ($4 IS NULL OR lease_owner = $4) AND ($5 IS NULL OR attempt = $5) \
+             RETURNING *"
+        )
+    };
+}
+
+macro_rules! transitions {
+    () => {
+        use $crate::store::ops::prelude::*;
+
+        // ---------------------------------------------------------------- reads
+
+        pub(in crate::store) async fn run_get(pool: &Pool, run_id: &str) -> Result<Run> {
+            sqlx::query_as::<_, RunRow>("SELECT * FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?
+                .try_into()
+        }
+
+        pub(in crate::store) async fn runs_list(
+            pool: &Pool,
+            status: Option<RunStatus>,
+            limit: u32,
+        ) -> Result<Vec<Run>> {
+            let rows = sqlx::query_as::<_, RunRow>(
+                "SELECT * FROM runs WHERE ($1 IS NULL OR status = $1) \
+                 ORDER BY created_at DESC, id DESC LIMIT $2",
+            )
+            .bind(status.map(RunStatus::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            convert(rows)
+        }
+
+        pub(in crate::store) async fn steps_of_run(
+            pool: &Pool,
+            run_id: &str,
+        ) -> Result<Vec<StepRun>> {
+            let rows = sqlx::query_as::<_, StepRow>(
+                "SELECT * FROM step_runs WHERE run_id = $1 ORDER BY position",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?;
+            convert(rows)
+        }
+
+        pub(in crate::store) async fn events_of_run(
+            pool: &Pool,
+            run_id: &str,
+        ) -> Result<Vec<Event>> {
+            let rows = sqlx::query_as::<_, EventRow>(
+                "SELECT * FROM events WHERE run_id = $1 ORDER BY seq",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?;
+            convert(rows)
+        }
+
+        pub(in crate::store) async fn events_verify(
+            pool: &Pool,
+            run_id: &str,
+        ) -> Result<Option<i64>> {
+            Ok(chain::verify(&events_of_run(pool, run_id).await?))
+        }
+
+        async fn fetch_run(conn: &mut Conn, run_id: &str) -> Result<Run> {
+            sqlx::query_as::<_, RunRow>("SELECT * FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_into()
+        }
+
+        /// The current status of a step, for the error of a guarded statement that
+        /// matched no row.
+        async fn step_status(
+            conn: &mut Conn,
+            run_id: &str,
+            step_id: &str,
+        ) -> Result<(StepStatus, Option<i64>)> {
+            let row: Option<(String, Option<i64>)> = sqlx::query_as(
+                "SELECT status, ready_at FROM step_runs WHERE run_id = $1 AND step_id = $2",
+            )
+            .bind(run_id)
+            .bind(step_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match row {
+                Some((status, ready_at)) => Ok((status.parse()?, ready_at)),
+                None => Err(Error::StepNotFound {
+                    run_id: run_id.to_owned(),
+                    step_id: step_id.to_owned(),
+                }),
+            }
+        }
+
+        /// Why a guarded statement matched no row.
+        async fn guard_error(conn: &mut Conn, guard: &Guard) -> Error {
+            let (run_id, step_id) = (guard.run_id(), guard.step_id());
+            match (guard, step_status(conn, run_id, step_id).await) {
+                (_, Err(e)) => e,
+                (Guard::Lease(l), Ok(_)) => Error::LeaseLost {
+                    run_id: l.run_id.clone(),
+                    step_id: l.step_id.clone(),
+                    attempt: l.attempt,
+                },
+                (_, Ok((actual, _))) => Error::StepNotIn {
+                    run_id: run_id.to_owned(),
+                    step_id: step_id.to_owned(),
+                    expected: guard.status(),
+                    actual,
+                },
+            }
+        }
+
+        // ---------------------------------------------------------------- events
+
+        /// Appends `events` to the run's chain. The caller holds the run's append lock, so
+        /// the head read here is still the head when the rows are inserted (and the
+        /// `(run_id, seq)` key would refuse a fork if it were not).
+        async fn append(
+            conn: &mut Conn,
+            run_id: &str,
+            events: &[NewEvent],
+            now: i64,
+        ) -> Result<Vec<Event>> {
+            let head: Option<(i64, String)> = sqlx::query_as(
+                "SELECT seq, hash FROM events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS.to_owned()));
+            let at = $crate::store::model::time(now)?;
+            let mut out = Vec::with_capacity(events.len());
+            for e in events {
+                seq += 1;
+                let hash = chain::hash(&chain::Fields {
+                    run_id,
+                    seq,
+                    at_ms: now,
+                    kind: &e.kind,
+                    step_id: e.step_id.as_deref(),
+                    attempt: e.attempt,
+                    data: &e.data,
+                    prev_hash: &prev,
+                });
+                sqlx::query(
+                    "INSERT INTO events \
+                     (run_id, seq, at, kind, step_id, attempt, data, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(run_id)
+                .bind(seq)
+                .bind(now)
+                .bind(&e.kind)
+                .bind(e.step_id.as_deref())
+                .bind(e.attempt)
+                .bind(Json(&e.data))
+                .bind(&prev)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await?;
+                out.push(Event {
+                    run_id: run_id.to_owned(),
+                    seq,
+                    at,
+                    kind: e.kind.clone(),
+                    step_id: e.step_id.clone(),
+                    attempt: e.attempt,
+                    data: e.data.clone(),
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                });
+            }
+            Ok(out)
+        }
+
+        pub(in crate::store) async fn events_append(
+            pool: &Pool,
+            run_id: &str,
+            events: &[NewEvent],
+        ) -> Result<Vec<Event>> {
+            let mut tx = begin(pool).await?;
+            lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let out = append(&mut tx, run_id, events, now_ms()).await?;
+            tx.commit().await?;
+            Ok(out)
+        }
+
+        // ---------------------------------------------------------------- locks
+
+        /// Takes `key` for `run_id` with one guarded INSERT. `None` when taken (or already
+        /// held by `run_id`), otherwise the holder.
+        async fn lock_insert(
+            conn: &mut Conn,
+            key: &str,
+            run_id: &str,
+            now: i64,
+        ) -> Result<Option<String>> {
+            let inserted = sqlx::query(
+                "INSERT INTO locks (key, run_id, acquired_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(run_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(None);
+            }
+            let holder: Option<String> =
+                sqlx::query_scalar("SELECT run_id FROM locks WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            Ok(holder.filter(|h| h != run_id))
+        }
+
+        pub(in crate::store) async fn lock_acquire(
+            pool: &Pool,
+            key: &str,
+            run_id: &str,
+        ) -> Result<()> {
+            let mut conn = pool.acquire().await?;
+            match lock_insert(&mut conn, key, run_id, now_ms()).await? {
+                None => Ok(()),
+                Some(holder) => Err(Error::LockHeld {
+                    key: key.to_owned(),
+                    holder,
+                }),
+            }
+        }
+
+        pub(in crate::store) async fn lock_release(
+            pool: &Pool,
+            key: &str,
+            run_id: &str,
+        ) -> Result<()> {
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            let mut wakes = Vec::new();
+            if !release(&mut tx, key, run_id, now, &mut wakes).await? {
+                return Err(Error::LockNotHeld {
+                    key: key.to_owned(),
+                    run_id: run_id.to_owned(),
+                });
+            }
+            push_jobs(&mut tx, &wakes).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// Releases `key` if `run_id` holds it, and starts the oldest run queued on it.
+        async fn release(
+            conn: &mut Conn,
+            key: &str,
+            run_id: &str,
+            now: i64,
+            wakes: &mut Vec<Wake>,
+        ) -> Result<bool> {
+            let released = sqlx::query("DELETE FROM locks WHERE key = $1 AND run_id = $2")
+                .bind(key)
+                .bind(run_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if released == 0 {
+                return Ok(false);
+            }
+            // A candidate may be cancelled between this read and its lock: then its status
+            // is no longer queued and the next one is tried.
+            loop {
+                let next: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM runs WHERE lock_key = $1 AND status = 'queued' \
+                     ORDER BY created_at, id LIMIT 1",
+                )
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(next) = next else { break };
+                if lock_run(conn, &next).await? != Some(RunStatus::Queued) {
+                    continue;
+                }
+                if lock_insert(conn, key, &next, now).await?.is_some() {
+                    break;
+                }
+                sqlx::query("UPDATE runs SET status = 'running', started_at = $2 WHERE id = $1")
+                    .bind(&next)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                let ready: Vec<(String, i32)> = sqlx::query_as(
+                    "SELECT step_id, attempt FROM step_runs \
+                     WHERE run_id = $1 AND status = 'ready' ORDER BY position",
+                )
+                .bind(&next)
+                .fetch_all(&mut *conn)
+                .await?;
+                wakes.extend(ready.iter().map(|(s, a)| Wake::new(&next, s, a + 1, None)));
+                let event = NewEvent::run(
+                    "run.running",
+                    json!({ "from": "queued", "lock_key": key, "released_by": run_id }),
+                );
+                append(conn, &next, &[event], now).await?;
+                break;
+            }
+            Ok(true)
+        }
+
+        // ---------------------------------------------------------------- runs
+
+        pub(in crate::store) async fn run_create(pool: &Pool, new: &NewRun) -> Result<Run> {
+            check_new_run(new)?;
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            let mut status = if new.lock_key.is_some() {
+                RunStatus::Queued
+            } else {
+                RunStatus::Running
+            };
+            sqlx::query(
+                "INSERT INTO runs (id, playbook, content_hash, definition, params, starter, \
+                 trigger, status, lock_key, parent_run_id, parent_step_id, created_at, \
+                 started_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&new.id)
+            .bind(&new.playbook)
+            .bind(&new.content_hash)
+            .bind(&new.definition)
+            .bind(Json(&new.params))
+            .bind(&new.starter)
+            .bind(&new.trigger)
+            .bind(status.as_str())
+            .bind(new.lock_key.as_deref())
+            .bind(new.parent_run_id.as_deref())
+            .bind(new.parent_step_id.as_deref())
+            .bind(now)
+            .bind((status == RunStatus::Running).then_some(now))
+            .execute(&mut *tx)
+            .await?;
+            let mut holder = None;
+            if let Some(key) = &new.lock_key {
+                // The run row exists now, so the lock row can reference it.
+                holder = lock_insert(&mut tx, key, &new.id, now).await?;
+                if holder.is_none() {
+                    status = RunStatus::Running;
+                    sqlx::query(
+                        "UPDATE runs SET status = 'running', started_at = $2 WHERE id = $1",
+                    )
+                    .bind(&new.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            let mut ready = Vec::new();
+            for (position, step) in new.steps.iter().enumerate() {
+                let is_ready = step.status == StepStatus::Ready;
+                sqlx::query(
+                    "INSERT INTO step_runs (run_id, step_id, position, list, status, \
+                     max_attempts, ready_at, idempotency_key, finished_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&new.id)
+                .bind(&step.step_id)
+                .bind(i32::try_from(position).unwrap_or(i32::MAX))
+                .bind(step.list.as_str())
+                .bind(step.status.as_str())
+                .bind(step.max_attempts)
+                .bind(is_ready.then_some(now))
+                .bind(format!("{}:{}", new.id, step.step_id))
+                .bind(step.status.is_terminal().then_some(now))
+                .execute(&mut *tx)
+                .await?;
+                if is_ready {
+                    ready.push(step.step_id.as_str());
+                }
+            }
+            // A queued run's ready steps get their jobs when it takes the lock.
+            if status == RunStatus::Running {
+                let wakes: Vec<Wake> =
+                    ready.iter().map(|s| Wake::new(&new.id, s, 1, None)).collect();
+                push_jobs(&mut tx, &wakes).await?;
+            }
+            let created = NewEvent::run(
+                "run.created",
+                json!({
+                    "playbook": new.playbook,
+                    "content_hash": new.content_hash,
+                    "params": new.params,
+                    "starter": new.starter,
+                    "trigger": new.trigger,
+                    "lock_key": new.lock_key,
+                    "lock_holder": holder,
+                    "parent_run_id": new.parent_run_id,
+                    "parent_step_id": new.parent_step_id,
+                    "status": status.as_str(),
+                    "ready": ready,
+                }),
+            );
+            append(&mut tx, &new.id, &[created], now).await?;
+            let run = fetch_run(&mut tx, &new.id).await?;
+            tx.commit().await?;
+            Ok(run)
+        }
+
+        pub(in crate::store) async fn run_set_status_if(
+            pool: &Pool,
+            run_id: &str,
+            from: RunStatus,
+            to: RunStatus,
+            error: Option<&str>,
+        ) -> Result<Run> {
+            check_run(from, to)?;
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            let actual = lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            if actual != from {
+                return Err(Error::RunNotIn {
+                    run_id: run_id.to_owned(),
+                    expected: from,
+                    actual,
+                });
+            }
+            let (mut events, mut wakes) = (Vec::new(), Vec::new());
+            let run = run_move(&mut tx, run_id, from, to, error, now, &mut events, &mut wakes)
+                .await?;
+            push_jobs(&mut tx, &wakes).await?;
+            append(&mut tx, run_id, &events, now).await?;
+            tx.commit().await?;
+            Ok(run)
+        }
+
+        /// Moves a run whose append lock the caller holds. A run that ends takes its open
+        /// steps with it (so no worker can still claim or finish one) and releases its lock
+        /// to the next queued run, in the same transaction.
+        #[allow(clippy::too_many_arguments)]
+        async fn run_move(
+            conn: &mut Conn,
+            run_id: &str,
+            from: RunStatus,
+            to: RunStatus,
+            error: Option<&str>,
+            now: i64,
+            events: &mut Vec<NewEvent>,
+            wakes: &mut Vec<Wake>,
+        ) -> Result<Run> {
+            let row = sqlx::query_as::<_, RunRow>(
+                "UPDATE runs SET status = $3, error = COALESCE($4, error), \
+                 started_at = COALESCE(started_at, $5), finished_at = $6 \
+                 WHERE id = $1 AND status = $2 RETURNING *",
+            )
+            .bind(run_id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(error)
+            .bind((to == RunStatus::Running).then_some(now))
+            .bind(to.is_terminal().then_some(now))
+            .fetch_optional(&mut *conn)
+            .await?;
+            let run: Run = match row {
+                Some(row) => row.try_into()?,
+                None => {
+                    let actual = fetch_run(conn, run_id).await?.status;
+                    return Err(Error::RunNotIn {
+                        run_id: run_id.to_owned(),
+                        expected: from,
+                        actual,
+                    });
+                }
+            };
+            events.push(NewEvent::run(
+                format!("run.{}", to.as_str()),
+                json!({ "from": from.as_str(), "error": error }),
+            ));
+            if to.is_terminal() {
+                let cancelled: Vec<(String, i32)> = sqlx::query_as(
+                    "UPDATE step_runs SET status = 'cancelled', lease_owner = NULL, \
+                     lease_expires_at = NULL, finished_at = $2 \
+                     WHERE run_id = $1 AND status IN ('pending', 'ready', 'running', 'waiting') \
+                     RETURNING step_id, attempt",
+                )
+                .bind(run_id)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+                for (step_id, attempt) in cancelled {
+                    events.push(NewEvent::step(
+                        "step.cancelled",
+                        &step_id,
+                        attempt,
+                        json!({ "reason": format!("run {}", to.as_str()) }),
+                    ));
+                }
+                if let Some(key) = &run.lock_key {
+                    release(conn, key, run_id, now, wakes).await?;
+                }
+            }
+            Ok(run)
+        }
+
+        // ---------------------------------------------------------------- steps
+
+        pub(in crate::store) async fn step_claim(
+            pool: &Pool,
+            run_id: &str,
+            step_id: &str,
+            worker: &str,
+            lease_for: Duration,
+        ) -> Result<StepRun> {
+            let now = now_ms();
+            let expires = plus(now, lease_for);
+            let mut tx = begin(pool).await?;
+            let run_status = lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let active = matches!(run_status, RunStatus::Running | RunStatus::Waiting);
+            let row = if active {
+                sqlx::query_as::<_, StepRow>(
+                    "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+                     lease_owner = $3, lease_expires_at = $4, ready_at = NULL, \
+                     started_at = COALESCE(started_at, $5) \
+                     WHERE run_id = $1 AND step_id = $2 AND status = 'ready' AND ready_at <= $5 \
+                     RETURNING *",
+                )
+                .bind(run_id)
+                .bind(step_id)
+                .bind(worker)
+                .bind(expires)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                None
+            };
+            let Some(row) = row else {
+                let (status, ready_at) = step_status(&mut tx, run_id, step_id).await?;
+                // A job that came before its step was due (apalis' one-second `run_at`,
+                // clocks that differ between hosts) would otherwise be the step's last
+                // wake-up: push another for the due time.
+                if let Some(due) = ready_at.filter(|&due| active && due > now) {
+                    if matches!(status, StepStatus::Ready | StepStatus::Waiting) {
+                        let wake = Wake::new(run_id, step_id, 0, Some(due));
+                        push_jobs(&mut tx, &[wake]).await?;
+                        tx.commit().await?;
+                    }
+                }
+                return Err(Error::NotClaimable {
+                    run_id: run_id.to_owned(),
+                    step_id: step_id.to_owned(),
+                    status,
+                });
+            };
+            let step: StepRun = row.try_into()?;
+            let event = NewEvent::step(
+                "step.running",
+                step_id,
+                step.attempt,
+                json!({ "worker": worker, "lease_expires_at": expires }),
+            );
+            append(&mut tx, run_id, &[event], now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
+
+        pub(in crate::store) async fn step_renew_lease(
+            pool: &Pool,
+            lease: &Lease,
+            lease_for: Duration,
+            checkpoint: Option<&[u8]>,
+        ) -> Result<DateTime<Utc>> {
+            let expires = plus(now_ms(), lease_for);
+            let renewed = sqlx::query(
+                "UPDATE step_runs SET lease_expires_at = $5, \
+                 checkpoint = COALESCE($6, checkpoint) \
+                 WHERE run_id = $1 AND step_id = $2 AND status = 'running' \
+                 AND lease_owner = $3 AND attempt = $4",
+            )
+            .bind(&lease.run_id)
+            .bind(&lease.step_id)
+            .bind(&lease.worker)
+            .bind(lease.attempt)
+            .bind(expires)
+            .bind(checkpoint)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            if renewed == 0 {
+                let mut conn = pool.acquire().await?;
+                return Err(guard_error(&mut conn, &Guard::Lease(lease.clone())).await);
+            }
+            $crate::store::model::time(expires)
+        }
+
+        pub(in crate::store) async fn step_finish(
+            pool: &Pool,
+            guard: &Guard,
+            finish: &Finish,
+        ) -> Result<StepRun> {
+            if !finish.status.is_terminal() || matches!(guard, Guard::Ready { .. }) {
+                return Err(Error::InvalidTransition {
+                    what: "step",
+                    from: guard.status().as_str(),
+                    to: finish.status.as_str(),
+                });
+            }
+            check_step(guard.status(), finish.status)?;
+            for d in &finish.then {
+                check_step(StepStatus::Pending, d.status)?;
+            }
+            let (run_id, step_id) = (guard.run_id(), guard.step_id());
+            let (g_status, g_worker, g_attempt) = guard_binds(guard);
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            let run_status = lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let row = sqlx::query_as::<_, StepRow>(guarded!(
+                "status = $6, outputs = $7, checkpoint = COALESCE($8, checkpoint), \
+                 error = $9, finished_at = $10, lease_owner = NULL, lease_expires_at = NULL, \
+                 ready_at = NULL"
+            ))
+            .bind(run_id)
+            .bind(step_id)
+            .bind(g_status)
+            .bind(g_worker)
+            .bind(g_attempt)
+            .bind(finish.status.as_str())
+            .bind(finish.outputs.as_ref().map(Json))
+            .bind(finish.checkpoint.as_deref())
+            .bind(finish.error.as_deref())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Err(guard_error(&mut tx, guard).await);
+            };
+            let step: StepRun = row.try_into()?;
+            let mut events = vec![NewEvent::step(
+                format!("step.{}", finish.status.as_str()),
+                step_id,
+                step.attempt,
+                json!({
+                    "worker": g_worker,
+                    "outputs": finish.outputs,
+                    "error": finish.error,
+                    "then": finish.then.iter().map(|d| json!({
+                        "step_id": d.step_id, "status": d.status.as_str()
+                    })).collect::<Vec<_>>(),
+                }),
+            )];
+            let mut wakes = Vec::new();
+            for d in &finish.then {
+                let ready = d.status == StepStatus::Ready;
+                let decided: Option<i32> = sqlx::query_scalar(
+                    "UPDATE step_runs SET status = $3, ready_at = $4, error = $5, \
+                     finished_at = $6 \
+                     WHERE run_id = $1 AND step_id = $2 AND status = 'pending' \
+                     RETURNING attempt",
+                )
+                .bind(run_id)
+                .bind(&d.step_id)
+                .bind(d.status.as_str())
+                .bind(ready.then_some(now))
+                .bind(d.error.as_deref())
+                .bind(d.status.is_terminal().then_some(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(attempt) = decided else {
+                    let (actual, _) = step_status(&mut tx, run_id, &d.step_id).await?;
+                    return Err(Error::StepNotIn {
+                        run_id: run_id.to_owned(),
+                        step_id: d.step_id.clone(),
+                        expected: StepStatus::Pending,
+                        actual,
+                    });
+                };
+                if ready {
+                    wakes.push(Wake::new(run_id, &d.step_id, attempt + 1, None));
+                }
+                events.push(NewEvent::step(
+                    format!("step.{}", d.status.as_str()),
+                    &d.step_id,
+                    attempt,
+                    json!({ "decided_after": step_id, "error": d.error }),
+                ));
+            }
+            events.extend(finish.events.iter().cloned());
+            if let Some(to) = finish.run_status {
+                check_run(run_status, to)?;
+                run_move(
+                    &mut tx, run_id, run_status, to, None, now, &mut events, &mut wakes,
+                )
+                .await?;
+            }
+            push_jobs(&mut tx, &wakes).await?;
+            append(&mut tx, run_id, &events, now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
+
+        pub(in crate::store) async fn step_retry_later(
+            pool: &Pool,
+            lease: &Lease,
+            retry: &Retry,
+        ) -> Result<StepRun> {
+            let guard = Guard::Lease(lease.clone());
+            let (g_status, g_worker, g_attempt) = guard_binds(&guard);
+            let now = now_ms();
+            let ready_at = millis(retry.ready_at).max(now);
+            let mut tx = begin(pool).await?;
+            lock_run(&mut tx, &lease.run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(lease.run_id.clone()))?;
+            let row = sqlx::query_as::<_, StepRow>(guarded!(
+                "status = 'ready', ready_at = $6, error = $7, \
+                 checkpoint = COALESCE($8, checkpoint), lease_owner = NULL, \
+                 lease_expires_at = NULL"
+            ))
+            .bind(&lease.run_id)
+            .bind(&lease.step_id)
+            .bind(g_status)
+            .bind(g_worker)
+            .bind(g_attempt)
+            .bind(ready_at)
+            .bind(retry.error.as_deref())
+            .bind(retry.checkpoint.as_deref())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Err(guard_error(&mut tx, &guard).await);
+            };
+            let step: StepRun = row.try_into()?;
+            let wake = Wake::new(&lease.run_id, &lease.step_id, lease.attempt + 1, Some(ready_at));
+            push_jobs(&mut tx, &[wake]).await?;
+            let event = NewEvent::step(
+                "step.retry",
+                &lease.step_id,
+                lease.attempt,
+                json!({ "worker": lease.worker, "error": retry.error, "ready_at": ready_at }),
+            );
+            append(&mut tx, &lease.run_id, &[event], now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
+
+        pub(in crate::store) async fn step_park(
+            pool: &Pool,
+            guard: &Guard,
+            until: Option<DateTime<Utc>>,
+        ) -> Result<StepRun> {
+            check_step(guard.status(), StepStatus::Waiting)?;
+            let (run_id, step_id) = (guard.run_id(), guard.step_id());
+            let (g_status, g_worker, g_attempt) = guard_binds(guard);
+            let now = now_ms();
+            let until = until.map(millis);
+            let mut tx = begin(pool).await?;
+            lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let row = sqlx::query_as::<_, StepRow>(guarded!(
+                "status = 'waiting', ready_at = $6, lease_owner = NULL, lease_expires_at = NULL"
+            ))
+            .bind(run_id)
+            .bind(step_id)
+            .bind(g_status)
+            .bind(g_worker)
+            .bind(g_attempt)
+            .bind(until)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Err(guard_error(&mut tx, guard).await);
+            };
+            let step: StepRun = row.try_into()?;
+            if let Some(at) = until {
+                // The timer: its job finds the step waiting and due (see `step_claim`).
+                push_jobs(&mut tx, &[Wake::new(run_id, step_id, step.attempt, Some(at))]).await?;
+            }
+            let event = NewEvent::step(
+                "step.waiting",
+                step_id,
+                step.attempt,
+                json!({ "worker": g_worker, "until": until }),
+            );
+            append(&mut tx, run_id, &[event], now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
+
+        pub(in crate::store) async fn steps_reap_expired(
+            pool: &Pool,
+            now: DateTime<Utc>,
+        ) -> Result<u64> {
+            let now = millis(now);
+            let expired: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT run_id, step_id, lease_owner FROM step_runs \
+                 WHERE status = 'running' AND lease_expires_at < $1 \
+                 ORDER BY lease_expires_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(REAP_BATCH)
+            .fetch_all(pool)
+            .await?;
+            let mut reaped = 0;
+            for (run_id, step_id, owner) in expired {
+                // One transaction per step, taking the run lock first like every other
+                // transition. A run locked by someone else (a worker finishing a step, another
+                // reaper) is skipped, not waited for: the next tick sees it again.
+                let mut tx = begin(pool).await?;
+                if try_lock_run(&mut tx, &run_id).await?.is_none() {
+                    continue;
+                }
+                // Due since its lease expired, not from the reaper's `now`, which may run ahead
+                // of the clock a claimant checks `ready_at` against.
+                let attempt: Option<i32> = sqlx::query_scalar(
+                    "UPDATE step_runs SET status = 'ready', ready_at = lease_expires_at, \
+                     lease_owner = NULL, lease_expires_at = NULL \
+                     WHERE run_id = $1 AND step_id = $2 AND status = 'running' \
+                     AND lease_expires_at < $3 \
+                     RETURNING attempt",
+                )
+                .bind(&run_id)
+                .bind(&step_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(attempt) = attempt else { continue };
+                push_jobs(&mut tx, &[Wake::new(&run_id, &step_id, attempt + 1, None)]).await?;
+                let event = NewEvent::step(
+                    "step.lease_expired",
+                    &step_id,
+                    attempt,
+                    json!({ "worker": owner }),
+                );
+                append(&mut tx, &run_id, &[event], now).await?;
+                tx.commit().await?;
+                reaped += 1;
+            }
+            Ok(reaped)
+        }
+    };
+}
+
+pub(super) use {guarded, transitions};

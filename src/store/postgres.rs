@@ -1,0 +1,70 @@
+//! The Postgres backend: many workers on many hosts sharing one database.
+//!
+//! The operations are `ops::transitions!()`; this file holds what only Postgres does:
+//! row locks as the per-run append lock, apalis-postgres' queue, and job cleanup.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::error::Result;
+use super::ops::{QUEUE, Wake};
+use crate::state::RunStatus;
+
+type Pool = PgPool;
+type Conn = PgConnection;
+
+async fn begin(pool: &Pool) -> Result<Transaction<'static, Postgres>> {
+    Ok(pool.begin().await?)
+}
+
+/// The run's append lock. `FOR NO KEY UPDATE` rather than `FOR UPDATE`: it excludes every
+/// other transition of this run but not the foreign-key checks of inserts that reference
+/// the run row (`FOR KEY SHARE`).
+async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(status.map(|s| s.parse()).transpose()?)
+}
+
+/// `lock_run` for the reaper: `SKIP LOCKED`, so concurrent reapers (and a reaper racing a
+/// worker that is finishing a step of the same run) never wait on each other. `None` when
+/// the run is busy.
+async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED")
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(status.map(|s| s.parse()).transpose()?)
+}
+
+/// Pushes the jobs on the caller's transaction: they commit or roll back with it.
+async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
+    if wakes.is_empty() {
+        return Ok(());
+    }
+    let tasks = wakes.iter().map(Wake::task).collect();
+    apalis_postgres::queries::push_tasks(conn, QUEUE, tasks).await?;
+    Ok(())
+}
+
+/// apalis-postgres never deletes job rows; finished ones (done, killed, or failed with no
+/// attempts left) older than `older_than` go here.
+pub(super) async fn jobs_delete_finished(pool: &Pool, older_than: DateTime<Utc>) -> Result<u64> {
+    let deleted = sqlx::query(
+        "DELETE FROM apalis.jobs WHERE job_type = $1 \
+         AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+         AND done_at < to_timestamp($2::double precision / 1000)",
+    )
+    .bind(QUEUE)
+    .bind(older_than.timestamp_millis())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(deleted)
+}
+
+super::ops::transitions!();

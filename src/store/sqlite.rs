@@ -1,0 +1,59 @@
+//! The SQLite backend: the embedded default, one machine, one database file.
+//!
+//! The operations are `ops::transitions!()`; this file holds what only SQLite does. SQLite
+//! has one writer at a time: every write transaction starts with `BEGIN IMMEDIATE`, which
+//! takes the write lock up front (waiting up to `busy_timeout`), so the read-then-write
+//! transactions below never fail halfway with SQLITE_BUSY, and that lock is also the
+//! per-run append lock.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use super::error::Result;
+use super::ops::{QUEUE, Wake};
+use crate::state::RunStatus;
+
+type Pool = SqlitePool;
+type Conn = SqliteConnection;
+
+async fn begin(pool: &Pool) -> Result<Transaction<'static, Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// The run's status; the write transaction already excludes every other writer.
+async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(status.map(|s| s.parse()).transpose()?)
+}
+
+async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
+    lock_run(conn, run_id).await
+}
+
+/// Pushes the jobs on the caller's transaction: they commit or roll back with it.
+async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
+    let tasks: Vec<_> = wakes.iter().map(Wake::task).collect();
+    apalis_sqlite::queries::push_tasks(conn, QUEUE, &tasks).await?;
+    Ok(())
+}
+
+/// Deletes finished jobs (done, killed, or failed with no attempts left) older than
+/// `older_than`, as on Postgres.
+pub(super) async fn jobs_delete_finished(pool: &Pool, older_than: DateTime<Utc>) -> Result<u64> {
+    let deleted = sqlx::query(
+        "DELETE FROM Jobs WHERE job_type = $1 \
+         AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts)) \
+         AND done_at < $2",
+    )
+    .bind(QUEUE)
+    .bind(older_than.timestamp())
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(deleted)
+}
+
+super::ops::transitions!();

@@ -1,0 +1,1444 @@
+//! The store's conformance suite: every operation, the same test body against SQLite and
+//! Postgres (`NAME::sqlite`, `NAME::postgres`). Real databases, no mocks, no timing: a
+//! lease either lapses at once (`Duration::ZERO`) or lasts hours, and the reaper is handed
+//! a `now` well clear of both.
+
+#[path = "common/db.rs"]
+mod db;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use chrono::{Duration as Span, Utc};
+use runway::state::{RunStatus, StepStatus};
+use runway::store::{
+    Decision, Error, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep, Retry, StepList,
+    StepRun, Store, new_id,
+};
+use serde_json::json;
+
+use db::{Db, exec, jobs, pending};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn new_run(steps: &[(&str, StepStatus)]) -> NewRun {
+    NewRun {
+        id: new_id(),
+        playbook: "go-live".into(),
+        content_hash: "c0ffee".into(),
+        definition: "runway: 1\nname: go-live\n".into(),
+        params: json!({ "school_slug": "north", "max_rows": 500 }),
+        starter: "alice".into(),
+        trigger: "manual".into(),
+        lock_key: None,
+        parent_run_id: None,
+        parent_step_id: None,
+        steps: steps
+            .iter()
+            .map(|(id, status)| NewStep {
+                step_id: (*id).into(),
+                list: StepList::Main,
+                status: *status,
+                max_attempts: 3,
+            })
+            .collect(),
+    }
+}
+
+async fn step(store: &Store, run_id: &str, step_id: &str) -> Result<StepRun> {
+    store
+        .steps_of_run(run_id)
+        .await?
+        .into_iter()
+        .find(|s| s.step_id == step_id)
+        .context("step exists")
+}
+
+/// Everything a refused operation must leave as it was.
+async fn snapshot(store: &Store, run_id: &str) -> Result<(Vec<StepRun>, Vec<Event>, usize)> {
+    Ok((
+        store.steps_of_run(run_id).await?,
+        store.events_of_run(run_id).await?,
+        jobs(store).await.len(),
+    ))
+}
+
+fn kinds(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+fn pair(run: &str, step: &str) -> (String, String) {
+    (run.to_owned(), step.to_owned())
+}
+
+fn set<const N: usize>(pairs: [(String, String); N]) -> BTreeSet<(String, String)> {
+    pairs.into_iter().collect()
+}
+
+conformance!(
+    connecting_again_reruns_migrations,
+    run_create_writes_run_steps_event_and_jobs_together,
+    run_get_of_an_unknown_run_is_not_found,
+    runs_list_is_recent_first_and_filters_by_status,
+    run_set_status_if_is_guarded_by_the_current_status,
+    ending_a_run_cancels_its_open_steps,
+    claim_leases_a_ready_step,
+    claiming_twice_is_refused_the_second_time,
+    claim_of_a_pending_step_is_refused_and_changes_nothing,
+    concurrent_claims_have_exactly_one_winner,
+    renew_is_guarded_by_owner_and_attempt,
+    finish_records_result_readies_successors_and_pushes_their_jobs,
+    finish_by_a_non_owner_is_lease_lost_and_changes_nothing,
+    a_late_finish_after_lease_loss_changes_nothing,
+    a_failed_finish_transaction_commits_nothing,
+    finish_can_end_the_run_in_the_same_transaction,
+    retry_later_pushes_a_delayed_job_and_is_not_claimable_early,
+    parked_step_holds_no_worker_and_is_resolved_by_its_decision,
+    reaper_requeues_expired_leases_and_leaves_live_ones,
+    concurrent_reapers_reap_each_step_once,
+    lock_admits_one_run_and_queues_the_next,
+    lock_acquire_and_release_are_guarded,
+    events_chain_and_verify,
+    concurrent_appends_make_one_linear_chain,
+    database_refuses_update_and_delete_of_events,
+    verify_names_an_event_edited_behind_the_store,
+    jobs_delete_finished_removes_only_old_finished_jobs,
+);
+
+async fn connecting_again_reruns_migrations(db: Db) -> Result<()> {
+    let run = db
+        .store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    // A second process starting on the same database: both migrators find their ledgers
+    // complete (apalis' and ours are separate tables) and apply nothing.
+    let again = Store::connect(&db.url).await?;
+    again.migrate().await?;
+    db.store.migrate().await?;
+    ensure!(again.run_get(&run.id).await?.id == run.id);
+    again.close().await;
+    Ok(())
+}
+
+async fn run_create_writes_run_steps_event_and_jobs_together(db: Db) -> Result<()> {
+    let store = &db.store;
+    let new = new_run(&[
+        ("a", StepStatus::Ready),
+        ("b", StepStatus::Pending),
+        ("c", StepStatus::Ready),
+        ("d", StepStatus::Skipped),
+    ]);
+    let run = store.run_create(&new).await?;
+    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.params, new.params);
+    assert_eq!(run.definition, new.definition);
+    assert!(run.started_at.is_some() && run.finished_at.is_none());
+
+    let steps = store.steps_of_run(&run.id).await?;
+    let got: Vec<(&str, StepStatus, i32)> = steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.status, s.position))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a", StepStatus::Ready, 0),
+            ("b", StepStatus::Pending, 1),
+            ("c", StepStatus::Ready, 2),
+            ("d", StepStatus::Skipped, 3),
+        ]
+    );
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.attempt == 0 && s.lease_owner.is_none())
+    );
+    assert_eq!(steps[0].idempotency_key, format!("{}:a", run.id));
+    assert!(steps[0].ready_at.is_some() && steps[1].ready_at.is_none());
+
+    let queued = jobs(store).await;
+    let woken: Vec<&str> = queued.iter().map(|j| j.job.step_id.as_str()).collect();
+    assert_eq!(woken.len(), 2);
+    assert!(woken.contains(&"a") && woken.contains(&"c"));
+    // apalis' own retries are off: a retry is ours, with backoff.
+    assert!(
+        queued
+            .iter()
+            .all(|j| j.max_attempts == 1 && j.job.attempt == 1)
+    );
+
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(kinds(&events), ["run.created"]);
+    assert_eq!(events[0].data["content_hash"], "c0ffee");
+    assert_eq!(store.events_verify(&run.id).await?, None);
+
+    // The same id twice: the whole second transaction is refused, no second job.
+    assert!(store.run_create(&new).await.is_err());
+    assert_eq!(jobs(store).await.len(), 2);
+
+    // A failure at the last statement (the `run.created` event), after the steps and their
+    // jobs were written: none of it remains.
+    refuse_events_named_explode(store).await?;
+    let doomed = NewRun {
+        playbook: "explode".into(),
+        ..new_run(&[("a", StepStatus::Ready), ("b", StepStatus::Pending)])
+    };
+    assert!(matches!(
+        store.run_create(&doomed).await,
+        Err(Error::Database(_))
+    ));
+    assert!(matches!(
+        store.run_get(&doomed.id).await,
+        Err(Error::RunNotFound(_))
+    ));
+    assert!(store.steps_of_run(&doomed.id).await?.is_empty());
+    assert_eq!(jobs(store).await.len(), 2);
+    Ok(())
+}
+
+async fn run_get_of_an_unknown_run_is_not_found(db: Db) -> Result<()> {
+    let err = db.store.run_get("nope").await.unwrap_err();
+    assert!(
+        matches!(err, Error::RunNotFound(ref id) if id == "nope"),
+        "{err}"
+    );
+    let err = db
+        .store
+        .step_claim("nope", "a", "w", HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RunNotFound(_)), "{err}");
+    Ok(())
+}
+
+async fn runs_list_is_recent_first_and_filters_by_status(db: Db) -> Result<()> {
+    let store = &db.store;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            store
+                .run_create(&new_run(&[("a", StepStatus::Ready)]))
+                .await?
+                .id,
+        );
+    }
+    store
+        .run_set_status_if(&ids[1], RunStatus::Running, RunStatus::Cancelled, None)
+        .await?;
+    let all: Vec<String> = store
+        .runs_list(None, 10)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(all, expected);
+    let running: Vec<String> = store
+        .runs_list(Some(RunStatus::Running), 10)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(running, [ids[2].clone(), ids[0].clone()]);
+    assert_eq!(store.runs_list(None, 1).await?.len(), 1);
+    Ok(())
+}
+
+async fn run_set_status_if_is_guarded_by_the_current_status(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Waiting)]))
+        .await;
+    assert!(
+        matches!(run, Err(Error::InvalidTransition { .. })),
+        "a new step cannot start waiting"
+    );
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Pending)]))
+        .await?;
+
+    let moved = store
+        .run_set_status_if(&run.id, RunStatus::Running, RunStatus::Waiting, None)
+        .await?;
+    assert_eq!(moved.status, RunStatus::Waiting);
+
+    let before = snapshot(store, &run.id).await?;
+    let err = store
+        .run_set_status_if(&run.id, RunStatus::Running, RunStatus::Succeeded, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RunNotIn {
+                expected: RunStatus::Running,
+                actual: RunStatus::Waiting,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(snapshot(store, &run.id).await?, before);
+
+    let failed = store
+        .run_set_status_if(&run.id, RunStatus::Waiting, RunStatus::Failed, Some("boom"))
+        .await?;
+    assert_eq!(failed.error.as_deref(), Some("boom"));
+    assert!(failed.finished_at.is_some());
+    // Terminal states ignore late events.
+    let err = store
+        .run_set_status_if(&run.id, RunStatus::Failed, RunStatus::Running, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidTransition { .. }), "{err}");
+    assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Failed);
+    Ok(())
+}
+
+async fn ending_a_run_cancels_its_open_steps(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+            ("c", StepStatus::Ready),
+        ]))
+        .await?;
+    let a = store.step_claim(&run.id, "a", "w1", HOUR).await?;
+    store
+        .run_set_status_if(&run.id, RunStatus::Running, RunStatus::Cancelled, None)
+        .await?;
+    let statuses: Vec<StepStatus> = store
+        .steps_of_run(&run.id)
+        .await?
+        .iter()
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(statuses, [StepStatus::Cancelled; 3]);
+    // The worker still running `a` learns it on its next renew, and its result is discarded.
+    let lease = a.lease().context("leased")?;
+    let err = store
+        .step_renew_lease(&lease, HOUR, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    let err = store
+        .step_finish(&Guard::Lease(lease), &Finish::new(StepStatus::Succeeded))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    // The queued job for `c` finds nothing to do.
+    let err = store
+        .step_claim(&run.id, "c", "w2", HOUR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotClaimable {
+                status: StepStatus::Cancelled,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(
+        kinds(&events),
+        [
+            "run.created",
+            "step.running",
+            "run.cancelled",
+            "step.cancelled",
+            "step.cancelled",
+            "step.cancelled"
+        ]
+    );
+    Ok(())
+}
+
+async fn claim_leases_a_ready_step(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    let before = Utc::now();
+    let a = store.step_claim(&run.id, "a", "host-1:42", HOUR).await?;
+    assert_eq!(a.status, StepStatus::Running);
+    assert_eq!(a.attempt, 1);
+    assert_eq!(a.lease_owner.as_deref(), Some("host-1:42"));
+    let expires = a.lease_expires_at.context("lease expiry")?;
+    assert!(expires >= before + Span::minutes(59));
+    assert!(a.started_at.is_some());
+    let events = store.events_of_run(&run.id).await?;
+    let started = events.last().context("event")?;
+    assert_eq!(started.kind, "step.running");
+    assert_eq!(started.step_id.as_deref(), Some("a"));
+    assert_eq!(started.attempt, Some(1));
+    assert_eq!(started.data["worker"], "host-1:42");
+    Ok(())
+}
+
+async fn claiming_twice_is_refused_the_second_time(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    store.step_claim(&run.id, "a", "w1", HOUR).await?;
+    // The same job delivered again (apalis is at-least-once).
+    let before = snapshot(store, &run.id).await?;
+    let err = store
+        .step_claim(&run.id, "a", "w2", HOUR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotClaimable {
+                status: StepStatus::Running,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    let a = step(store, &run.id, "a").await?;
+    assert_eq!((a.attempt, a.lease_owner.as_deref()), (1, Some("w1")));
+    Ok(())
+}
+
+async fn claim_of_a_pending_step_is_refused_and_changes_nothing(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+        ]))
+        .await?;
+    let before = snapshot(store, &run.id).await?;
+    let err = store
+        .step_claim(&run.id, "b", "w1", HOUR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotClaimable {
+                status: StepStatus::Pending,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = store
+        .step_claim(&run.id, "zz", "w1", HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::StepNotFound { .. }), "{err}");
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    Ok(())
+}
+
+async fn concurrent_claims_have_exactly_one_winner(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, run_id) = (store.clone(), run.id.clone());
+        tasks.push(tokio::spawn(async move {
+            store.step_claim(&run_id, "a", &format!("w{i}"), HOUR).await
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await? {
+            Ok(step) => winners.push(step),
+            Err(Error::NotClaimable {
+                status: StepStatus::Running,
+                ..
+            }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let a = step(store, &run.id, "a").await?;
+    assert_eq!(a.attempt, 1);
+    assert_eq!(a.lease_owner, winners[0].lease_owner);
+    let started = store.events_of_run(&run.id).await?;
+    assert_eq!(kinds(&started), ["run.created", "step.running"]);
+    Ok(())
+}
+
+async fn renew_is_guarded_by_owner_and_attempt(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    let lease = store
+        .step_claim(&run.id, "a", "w1", Duration::from_secs(60))
+        .await?;
+    let lease = lease.lease().context("leased")?;
+    let before = Utc::now();
+    let expires = store
+        .step_renew_lease(&lease, HOUR, Some(b"row 5000"))
+        .await?;
+    assert!(expires >= before + Span::minutes(59));
+    let a = step(store, &run.id, "a").await?;
+    assert_eq!(a.lease_expires_at, Some(expires));
+    assert_eq!(a.checkpoint.as_deref(), Some(&b"row 5000"[..]));
+    // A renew without a checkpoint keeps the last one.
+    store.step_renew_lease(&lease, HOUR, None).await?;
+    assert_eq!(
+        step(store, &run.id, "a").await?.checkpoint.as_deref(),
+        Some(&b"row 5000"[..])
+    );
+
+    let before = snapshot(store, &run.id).await?;
+    for wrong in [
+        Lease {
+            worker: "w2".into(),
+            ..lease.clone()
+        },
+        Lease {
+            attempt: 2,
+            ..lease.clone()
+        },
+    ] {
+        let err = store
+            .step_renew_lease(&wrong, HOUR, Some(b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    }
+    let err = store
+        .step_renew_lease(
+            &Lease {
+                step_id: "zz".into(),
+                ..lease.clone()
+            },
+            HOUR,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::StepNotFound { .. }), "{err}");
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    Ok(())
+}
+
+async fn finish_records_result_readies_successors_and_pushes_their_jobs(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+            ("c", StepStatus::Pending),
+            ("d", StepStatus::Pending),
+        ]))
+        .await?;
+    let lease = store
+        .step_claim(&run.id, "a", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let finish = Finish {
+        outputs: Some(json!({ "exit_code": 0, "stdout": "ok" })),
+        checkpoint: Some(b"done".to_vec()),
+        then: vec![Decision::ready("b"), Decision::skipped("c")],
+        events: vec![NewEvent::step(
+            "gate.verdict",
+            "a",
+            1,
+            json!({ "go": true }),
+        )],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    let a = store.step_finish(&Guard::Lease(lease), &finish).await?;
+    assert_eq!(a.status, StepStatus::Succeeded);
+    assert_eq!(a.outputs, finish.outputs);
+    assert!(a.lease_owner.is_none() && a.finished_at.is_some());
+
+    let statuses: Vec<StepStatus> = store
+        .steps_of_run(&run.id)
+        .await?
+        .iter()
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            StepStatus::Succeeded,
+            StepStatus::Ready,
+            StepStatus::Skipped,
+            StepStatus::Pending
+        ]
+    );
+    assert_eq!(
+        pending(store).await,
+        set([pair(&run.id, "a"), pair(&run.id, "b")])
+    );
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(
+        kinds(&events),
+        [
+            "run.created",
+            "step.running",
+            "step.succeeded",
+            "step.ready",
+            "step.skipped",
+            "gate.verdict"
+        ]
+    );
+    assert_eq!(events[2].data["outputs"]["stdout"], "ok");
+    assert_eq!(store.events_verify(&run.id).await?, None);
+
+    // A step decided twice: the second decision finds it no longer pending.
+    let b = store
+        .step_claim(&run.id, "b", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let again = Finish {
+        then: vec![Decision::ready("c")],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    let err = store
+        .step_finish(&Guard::Lease(b), &again)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StepNotIn {
+                expected: StepStatus::Pending,
+                actual: StepStatus::Skipped,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    Ok(())
+}
+
+async fn finish_by_a_non_owner_is_lease_lost_and_changes_nothing(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+        ]))
+        .await?;
+    let lease = store
+        .step_claim(&run.id, "a", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let before = snapshot(store, &run.id).await?;
+    let finish = Finish {
+        then: vec![Decision::ready("b")],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    for wrong in [
+        Lease {
+            worker: "w2".into(),
+            ..lease.clone()
+        },
+        Lease {
+            attempt: 7,
+            ..lease.clone()
+        },
+    ] {
+        let err = store
+            .step_finish(&Guard::Lease(wrong), &finish)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    }
+    // Nor may a running step be resolved as if it were parked.
+    let parked = Guard::Waiting {
+        run_id: run.id.clone(),
+        step_id: "a".into(),
+    };
+    let err = store.step_finish(&parked, &finish).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StepNotIn {
+                expected: StepStatus::Waiting,
+                actual: StepStatus::Running,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A non-terminal "result" is not a result.
+    let err = store
+        .step_finish(
+            &Guard::Lease(lease.clone()),
+            &Finish::new(StepStatus::Ready),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidTransition { .. }), "{err}");
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    Ok(())
+}
+
+async fn a_late_finish_after_lease_loss_changes_nothing(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+        ]))
+        .await?;
+    // A lease that lapses at once: w1 has gone silent.
+    let old = store
+        .step_claim(&run.id, "a", "w1", Duration::ZERO)
+        .await?
+        .lease()
+        .context("leased")?;
+    assert_eq!(
+        store
+            .steps_reap_expired(Utc::now() + Span::minutes(1))
+            .await?,
+        1
+    );
+    let new = store.step_claim(&run.id, "a", "w2", HOUR).await?;
+    assert_eq!(new.attempt, 2);
+    assert_eq!(new.idempotency_key, format!("{}:a", run.id));
+
+    let before = snapshot(store, &run.id).await?;
+    let late = Finish {
+        outputs: Some(json!({ "from": "w1" })),
+        then: vec![Decision::ready("b")],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    let err = store
+        .step_finish(&Guard::Lease(old.clone()), &late)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { attempt: 1, .. }), "{err}");
+    let err = store.step_renew_lease(&old, HOUR, None).await.unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    let a = step(store, &run.id, "a").await?;
+    assert_eq!(
+        (a.status, a.lease_owner.as_deref()),
+        (StepStatus::Running, Some("w2"))
+    );
+    Ok(())
+}
+
+async fn a_failed_finish_transaction_commits_nothing(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+        ]))
+        .await?;
+    let lease = store
+        .step_claim(&run.id, "a", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let before = snapshot(store, &run.id).await?;
+    // The result, a successor made ready (with its job), then a successor that cannot be
+    // recorded: the whole transaction rolls back.
+    let finish = Finish {
+        outputs: Some(json!({ "exit_code": 0 })),
+        checkpoint: Some(b"cp".to_vec()),
+        then: vec![Decision::ready("b"), Decision::ready("no-such-step")],
+        events: vec![NewEvent::run("note", json!({}))],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    let err = store
+        .step_finish(&Guard::Lease(lease.clone()), &finish)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::StepNotFound { ref step_id, .. } if step_id == "no-such-step"),
+        "{err}"
+    );
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    let a = step(store, &run.id, "a").await?;
+    assert_eq!(a.status, StepStatus::Running);
+    assert!(a.outputs.is_none() && a.checkpoint.is_none());
+    assert_eq!(step(store, &run.id, "b").await?.status, StepStatus::Pending);
+    assert_eq!(pending(store).await, set([pair(&run.id, "a")]));
+
+    // A failure at the very end, after the successor's job was pushed: the last event
+    // cannot be written. The job goes with the rest.
+    refuse_events_named_explode(store).await?;
+    let finish = Finish {
+        then: vec![Decision::ready("b")],
+        events: vec![NewEvent::run("explode", json!({}))],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    let err = store
+        .step_finish(&Guard::Lease(lease.clone()), &finish)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Database(_)), "{err}");
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    assert_eq!(pending(store).await, set([pair(&run.id, "a")]));
+
+    // The worker still holds its lease and can record the result properly.
+    let ok = Finish {
+        then: vec![Decision::ready("b")],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    store.step_finish(&Guard::Lease(lease), &ok).await?;
+    assert_eq!(
+        pending(store).await,
+        set([pair(&run.id, "a"), pair(&run.id, "b")])
+    );
+    Ok(())
+}
+
+/// Installs, as an outsider would, a trigger that makes the database refuse to store an
+/// event of kind `explode` or the `run.created` event of a playbook named `explode`: a way
+/// to fail a transaction at its last statement.
+async fn refuse_events_named_explode(store: &Store) -> Result<()> {
+    let statements: &[&str] = match store {
+        Store::Postgres(_) => &[
+            "CREATE FUNCTION explode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.kind = 'explode' OR NEW.data ->> 'playbook' = 'explode' THEN \
+             RAISE EXCEPTION 'exploded'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER explode BEFORE INSERT ON events \
+             FOR EACH ROW EXECUTE FUNCTION explode()",
+        ],
+        Store::Sqlite(_) => &["CREATE TRIGGER explode BEFORE INSERT ON events \
+             WHEN NEW.kind = 'explode' OR json_extract(NEW.data, '$.playbook') = 'explode' \
+             BEGIN SELECT RAISE(ABORT, 'exploded'); END"],
+    };
+    for sql in statements {
+        exec(store, sql).await.map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+async fn finish_can_end_the_run_in_the_same_transaction(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    let lease = store
+        .step_claim(&run.id, "a", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let finish = Finish {
+        error: Some("redis unreachable".into()),
+        run_status: Some(RunStatus::Succeeded),
+        ..Finish::new(StepStatus::Warned)
+    };
+    store.step_finish(&Guard::Lease(lease), &finish).await?;
+    let done = store.run_get(&run.id).await?;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert!(done.finished_at.is_some());
+    let a = step(store, &run.id, "a").await?;
+    assert_eq!(
+        (a.status, a.error.as_deref()),
+        (StepStatus::Warned, Some("redis unreachable"))
+    );
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(
+        kinds(&events),
+        [
+            "run.created",
+            "step.running",
+            "step.warned",
+            "run.succeeded"
+        ]
+    );
+
+    // A run can only end once.
+    let run2 = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    store
+        .run_set_status_if(&run2.id, RunStatus::Running, RunStatus::Waiting, None)
+        .await?;
+    let lease = store
+        .step_claim(&run2.id, "a", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let bad = Finish {
+        run_status: Some(RunStatus::Queued),
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    let err = store
+        .step_finish(&Guard::Lease(lease), &bad)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidTransition { what: "run", .. }),
+        "{err}"
+    );
+    assert_eq!(
+        step(store, &run2.id, "a").await?.status,
+        StepStatus::Running
+    );
+    Ok(())
+}
+
+async fn retry_later_pushes_a_delayed_job_and_is_not_claimable_early(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    let lease = store
+        .step_claim(&run.id, "a", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let ready_at = Utc::now() + Span::minutes(10) + Span::milliseconds(1);
+    let retry = Retry {
+        ready_at,
+        error: Some("exit 1".into()),
+        checkpoint: Some(b"batch 3".to_vec()),
+    };
+    let a = store.step_retry_later(&lease, &retry).await?;
+    assert_eq!(a.status, StepStatus::Ready);
+    assert_eq!(a.attempt, 1);
+    assert!(a.lease_owner.is_none());
+    assert_eq!(
+        a.ready_at.map(|t| t.timestamp_millis()),
+        Some(ready_at.timestamp_millis())
+    );
+    assert_eq!(a.checkpoint.as_deref(), Some(&b"batch 3"[..]));
+
+    let queued = jobs(store).await;
+    let delayed = queued.last().context("a delayed job")?;
+    assert_eq!(delayed.job.attempt, 2);
+    assert_eq!(delayed.max_attempts, 1);
+    // Rounded up to apalis' whole seconds: never before the step is due.
+    assert!(delayed.run_at * 1000 >= ready_at.timestamp_millis());
+
+    // The lease is gone with the retry.
+    let err = store.step_retry_later(&lease, &retry).await.unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+
+    // A job that arrives early is refused, and leaves a wake-up for the due time.
+    let jobs_before = jobs(store).await.len();
+    let err = store
+        .step_claim(&run.id, "a", "w2", HOUR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotClaimable {
+                status: StepStatus::Ready,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(jobs(store).await.len(), jobs_before + 1);
+    assert_eq!(step(store, &run.id, "a").await?.attempt, 1);
+    Ok(())
+}
+
+async fn parked_step_holds_no_worker_and_is_resolved_by_its_decision(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("wait", StepStatus::Ready),
+            ("approve", StepStatus::Ready),
+            ("next", StepStatus::Pending),
+        ]))
+        .await?;
+    // A wait step: claimed, then parked until its timer.
+    let lease = store
+        .step_claim(&run.id, "wait", "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")?;
+    let until = Utc::now() + Span::minutes(10);
+    let w = store
+        .step_park(&Guard::Lease(lease.clone()), Some(until))
+        .await?;
+    assert_eq!(w.status, StepStatus::Waiting);
+    assert!(w.lease_owner.is_none());
+    let timer = jobs(store).await.into_iter().last().context("timer job")?;
+    assert_eq!(timer.job.step_id, "wait");
+    assert!(timer.run_at * 1000 >= until.timestamp_millis());
+    let err = store
+        .step_claim(&run.id, "wait", "w2", HOUR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotClaimable {
+                status: StepStatus::Waiting,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The worker that parked it no longer holds it.
+    let err = store
+        .step_finish(&Guard::Lease(lease), &Finish::new(StepStatus::Succeeded))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+
+    // An approval: parked straight from ready, no worker, no timer.
+    let approve = Guard::Ready {
+        run_id: run.id.clone(),
+        step_id: "approve".into(),
+    };
+    let jobs_before = jobs(store).await.len();
+    store.step_park(&approve, None).await?;
+    assert_eq!(jobs(store).await.len(), jobs_before);
+    let err = store.step_park(&approve, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StepNotIn {
+                expected: StepStatus::Ready,
+                actual: StepStatus::Waiting,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let decided = Guard::Waiting {
+        run_id: run.id.clone(),
+        step_id: "approve".into(),
+    };
+    let finish = Finish {
+        outputs: Some(json!({ "approved_by": ["bob", "carol"] })),
+        then: vec![Decision::ready("next")],
+        ..Finish::new(StepStatus::Succeeded)
+    };
+    store.step_finish(&decided, &finish).await?;
+    // Resolving it again is a late event: refused.
+    let err = store.step_finish(&decided, &finish).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StepNotIn {
+                actual: StepStatus::Succeeded,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        step(store, &run.id, "next").await?.status,
+        StepStatus::Ready
+    );
+    Ok(())
+}
+
+async fn reaper_requeues_expired_leases_and_leaves_live_ones(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("short", StepStatus::Ready),
+            ("long", StepStatus::Ready),
+        ]))
+        .await?;
+    store
+        .step_claim(&run.id, "short", "w1", Duration::ZERO)
+        .await?;
+    store.step_claim(&run.id, "long", "w2", 3 * HOUR).await?;
+    assert_eq!(
+        store
+            .steps_reap_expired(Utc::now() - Span::minutes(1))
+            .await?,
+        0
+    );
+
+    let jobs_before = jobs(store).await.len();
+    assert_eq!(
+        store
+            .steps_reap_expired(Utc::now() + Span::hours(2))
+            .await?,
+        1
+    );
+    let short = step(store, &run.id, "short").await?;
+    assert_eq!((short.status, short.attempt), (StepStatus::Ready, 1));
+    assert!(short.lease_owner.is_none());
+    let long = step(store, &run.id, "long").await?;
+    assert_eq!(
+        (long.status, long.lease_owner.as_deref()),
+        (StepStatus::Running, Some("w2"))
+    );
+    let queued = jobs(store).await;
+    assert_eq!(queued.len(), jobs_before + 1);
+    let takeover = queued
+        .iter()
+        .filter(|j| j.job.step_id == "short" && j.job.attempt == 2);
+    assert_eq!(takeover.count(), 1);
+    let last = store.events_of_run(&run.id).await?.pop().context("event")?;
+    assert_eq!(
+        (last.kind.as_str(), last.data["worker"].as_str()),
+        ("step.lease_expired", Some("w1"))
+    );
+
+    // Reaping again finds nothing: the step is ready, not running.
+    assert_eq!(
+        store
+            .steps_reap_expired(Utc::now() + Span::hours(2))
+            .await?,
+        0
+    );
+    // The takeover is a new attempt with the same idempotency key.
+    let again = store.step_claim(&run.id, "short", "w3", HOUR).await?;
+    assert_eq!(again.attempt, 2);
+    Ok(())
+}
+
+async fn concurrent_reapers_reap_each_step_once(db: Db) -> Result<()> {
+    let store = &db.store;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let run = store
+            .run_create(&new_run(&[
+                ("a", StepStatus::Ready),
+                ("b", StepStatus::Ready),
+            ]))
+            .await?;
+        for s in ["a", "b"] {
+            store.step_claim(&run.id, s, "w1", HOUR).await?;
+        }
+        runs.push(run.id);
+    }
+    let jobs_before = jobs(store).await.len();
+    let later = Utc::now() + Span::hours(2);
+    // Reapers skip runs another one is busy with, so keep reaping until nothing is left;
+    // what matters is that no step is reaped twice.
+    let mut total = 0;
+    for _ in 0..10 {
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.steps_reap_expired(later).await
+            }));
+        }
+        for t in tasks {
+            total += t.await??;
+        }
+        if total == 6 {
+            break;
+        }
+    }
+    assert_eq!(total, 6);
+    assert_eq!(jobs(store).await.len(), jobs_before + 6);
+    for run in &runs {
+        let expired = store
+            .events_of_run(run)
+            .await?
+            .into_iter()
+            .filter(|e| e.kind == "step.lease_expired")
+            .count();
+        assert_eq!(expired, 2);
+        assert_eq!(store.events_verify(run).await?, None);
+    }
+    Ok(())
+}
+
+async fn lock_admits_one_run_and_queues_the_next(db: Db) -> Result<()> {
+    let store = &db.store;
+    let locked = |steps: &[(&str, StepStatus)]| NewRun {
+        lock_key: Some("school/north".into()),
+        ..new_run(steps)
+    };
+    let first = store
+        .run_create(&locked(&[("a", StepStatus::Ready)]))
+        .await?;
+    assert_eq!(first.status, RunStatus::Running);
+    let second = store
+        .run_create(&locked(&[("x", StepStatus::Ready)]))
+        .await?;
+    assert_eq!(second.status, RunStatus::Queued);
+    assert!(second.started_at.is_none());
+    let third = store
+        .run_create(&locked(&[("y", StepStatus::Ready)]))
+        .await?;
+    // Queued runs have no jobs, and their ready steps cannot be claimed.
+    assert_eq!(pending(store).await, set([pair(&first.id, "a")]));
+    let err = store
+        .step_claim(&second.id, "x", "w1", HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotClaimable { .. }), "{err}");
+    let created = &store.events_of_run(&second.id).await?[0];
+    assert_eq!(
+        created.data["lock_holder"].as_str(),
+        Some(first.id.as_str())
+    );
+
+    // The first run ends: the oldest queued run takes the lock and its jobs are pushed,
+    // in the same transaction.
+    store
+        .run_set_status_if(&first.id, RunStatus::Running, RunStatus::Succeeded, None)
+        .await?;
+    let second = store.run_get(&second.id).await?;
+    assert_eq!(second.status, RunStatus::Running);
+    assert!(second.started_at.is_some());
+    assert_eq!(store.run_get(&third.id).await?.status, RunStatus::Queued);
+    assert_eq!(
+        pending(store).await,
+        set([pair(&first.id, "a"), pair(&second.id, "x")])
+    );
+    let events = store.events_of_run(&second.id).await?;
+    assert_eq!(kinds(&events), ["run.created", "run.running"]);
+    assert_eq!(
+        events[1].data["released_by"].as_str(),
+        Some(first.id.as_str())
+    );
+    store.step_claim(&second.id, "x", "w1", HOUR).await?;
+
+    // A cancelled queued run is passed over.
+    store
+        .run_set_status_if(&third.id, RunStatus::Queued, RunStatus::Cancelled, None)
+        .await?;
+    store
+        .run_set_status_if(&second.id, RunStatus::Running, RunStatus::Failed, None)
+        .await?;
+    let fourth = store
+        .run_create(&locked(&[("z", StepStatus::Ready)]))
+        .await?;
+    assert_eq!(fourth.status, RunStatus::Running);
+    Ok(())
+}
+
+async fn lock_acquire_and_release_are_guarded(db: Db) -> Result<()> {
+    let store = &db.store;
+    let r1 = store.run_create(&new_run(&[])).await?;
+    let r2 = store.run_create(&new_run(&[])).await?;
+    store.lock_acquire("k", &r1.id).await?;
+    // Taking a lock one already holds is not an error.
+    store.lock_acquire("k", &r1.id).await?;
+    let err = store.lock_acquire("k", &r2.id).await.unwrap_err();
+    assert!(
+        matches!(err, Error::LockHeld { ref holder, .. } if *holder == r1.id),
+        "{err}"
+    );
+    let err = store.lock_release("k", &r2.id).await.unwrap_err();
+    assert!(matches!(err, Error::LockNotHeld { .. }), "{err}");
+    store.lock_release("k", &r1.id).await?;
+    store.lock_acquire("k", &r2.id).await?;
+    store.lock_acquire("other", &r1.id).await?;
+
+    // Many runs racing for one key: exactly one gets it.
+    let mut tasks = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(store.run_create(&new_run(&[])).await?.id);
+    }
+    for id in ids {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.lock_acquire("race", &id).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(()) => won += 1,
+            Err(Error::LockHeld { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    assert_eq!(won, 1);
+    Ok(())
+}
+
+async fn events_chain_and_verify(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store.run_create(&new_run(&[])).await?;
+    let appended = store
+        .events_append(
+            &run.id,
+            &[
+                NewEvent::run("approval.given", json!({ "by": "bob", "comment": "go" })),
+                NewEvent::step("checklist.ticked", "smoke", 1, json!({ "item": 2 })),
+            ],
+        )
+        .await?;
+    assert_eq!(appended.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0].prev_hash, "0".repeat(64));
+    assert_eq!(events[1].prev_hash, events[0].hash);
+    assert_eq!(events[2].prev_hash, events[1].hash);
+    // What was returned is what was stored (jsonb key order notwithstanding).
+    assert_eq!(&events[1..], &appended[..]);
+    assert_eq!(store.events_verify(&run.id).await?, None);
+    let err = store.events_append("nope", &[]).await.unwrap_err();
+    assert!(matches!(err, Error::RunNotFound(_)), "{err}");
+    Ok(())
+}
+
+async fn concurrent_appends_make_one_linear_chain(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store.run_create(&new_run(&[])).await?;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, run_id) = (store.clone(), run.id.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .events_append(&run_id, &[NewEvent::run("note", json!({ "i": i }))])
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=9).collect::<Vec<_>>()
+    );
+    assert_eq!(store.events_verify(&run.id).await?, None);
+    Ok(())
+}
+
+async fn database_refuses_update_and_delete_of_events(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    let before = store.events_of_run(&run.id).await?;
+    let update = format!(
+        "UPDATE events SET kind = 'forged' WHERE run_id = '{}'",
+        run.id
+    );
+    let delete = format!("DELETE FROM events WHERE run_id = '{}'", run.id);
+    for sql in [update, delete] {
+        let err = exec(store, &sql).await.expect_err("the database refuses");
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    if let Store::Postgres(_) = store {
+        let err = exec(store, "TRUNCATE events").await.expect_err("refused");
+        assert!(err.contains("append-only"), "{err}");
+    }
+    assert_eq!(store.events_of_run(&run.id).await?, before);
+    Ok(())
+}
+
+async fn verify_names_an_event_edited_behind_the_store(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    store.step_claim(&run.id, "a", "w1", HOUR).await?;
+    store
+        .events_append(&run.id, &[NewEvent::run("note", json!({ "n": 1 }))])
+        .await?;
+    assert_eq!(store.events_verify(&run.id).await?, None);
+    // Someone with the power to drop the guard edits the record.
+    let disable = match store {
+        Store::Postgres(_) => "ALTER TABLE events DISABLE TRIGGER events_append_only",
+        Store::Sqlite(_) => "DROP TRIGGER events_no_update",
+    };
+    exec(store, disable).await.map_err(anyhow::Error::msg)?;
+    let forged = format!(
+        "UPDATE events SET data = '{{\"worker\": \"mallory\"}}' WHERE run_id = '{}' AND seq = 2",
+        run.id
+    );
+    assert_eq!(exec(store, &forged).await.map_err(anyhow::Error::msg)?, 1);
+    assert_eq!(store.events_verify(&run.id).await?, Some(2));
+    Ok(())
+}
+
+async fn jobs_delete_finished_removes_only_old_finished_jobs(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Ready),
+        ]))
+        .await?;
+    // Mark `a`'s job done a day ago, as an apalis worker would have.
+    let done = match store {
+        Store::Postgres(_) => format!(
+            "UPDATE apalis.jobs SET status = 'Done', done_at = now() - interval '1 day' \
+             WHERE job_type = 'runway-steps' AND convert_from(job, 'UTF8')::jsonb ->> 'step_id' = 'a' \
+             AND convert_from(job, 'UTF8')::jsonb ->> 'run_id' = '{}'",
+            run.id
+        ),
+        Store::Sqlite(_) => format!(
+            "UPDATE Jobs SET status = 'Done', done_at = unixepoch() - 86400 \
+             WHERE job_type = 'runway-steps' AND json_extract(CAST(job AS TEXT), '$.step_id') = 'a' \
+             AND json_extract(CAST(job AS TEXT), '$.run_id') = '{}'",
+            run.id
+        ),
+    };
+    assert_eq!(exec(store, &done).await.map_err(anyhow::Error::msg)?, 1);
+    assert_eq!(
+        store
+            .jobs_delete_finished(Utc::now() - Span::days(2))
+            .await?,
+        0
+    );
+    assert_eq!(
+        store
+            .jobs_delete_finished(Utc::now() - Span::hours(1))
+            .await?,
+        1
+    );
+    assert_eq!(pending(store).await, set([pair(&run.id, "b")]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_connections_are_opened_for_durability() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("a/b/runway.db").display());
+    let store = Store::connect(&url).await?;
+    let Store::Sqlite(pool) = &store else {
+        unreachable!()
+    };
+    // Hold several connections at once so each pooled connection is checked, including
+    // the one the migrations ran on.
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(pool.acquire().await?);
+    }
+    for conn in &mut conns {
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **conn)
+            .await?;
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut **conn)
+            .await?;
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut **conn)
+            .await?;
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut **conn)
+            .await?;
+        assert_eq!((sync, journal.as_str(), fk, busy), (2, "wal", 1, 5000));
+    }
+    drop(conns);
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn connect_refuses_an_unsupported_url() {
+    for url in [
+        "mysql://localhost/x",
+        "sqlite::memory:",
+        ".runway/runway.db",
+    ] {
+        let err = Store::connect(url).await.unwrap_err();
+        assert!(matches!(err, Error::UnsupportedUrl(_)), "{url}: {err}");
+    }
+}
