@@ -10,6 +10,7 @@ pub mod condition;
 pub mod diagnostic;
 pub mod engine;
 pub mod exec;
+pub mod library;
 pub mod plan;
 pub mod playbook;
 pub mod source;

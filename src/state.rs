@@ -34,7 +34,8 @@
 //! | running           | attempt failed, attempts left                | ready, `ready_at` later    | the lease holder (`step_retry_later`)   |
 //! | running           | approval/checklist/wait                      | waiting (no worker held)   | the lease holder (`step_park`)          |
 //! | running           | lease expired                                | ready (job pushed)         | any worker's reaper                     |
-//! | waiting           | decision made, timer due                     | succeeded, failed, warned, cancelled | approve/check, the timer job (`step_finish`) |
+//! | waiting           | decision made                                | succeeded, failed, warned, cancelled | approve/check (`step_finish`)        |
+//! | waiting           | timer due (wait, timeout, child run ended)   | running                    | a worker (`step_claim`)                 |
 //! | any non-terminal  | the run ended                                | cancelled                  | the transaction that ended the run      |
 //! | terminal          | anything (late completion, duplicate job)    | unchanged                  | nobody: terminal states ignore late events |
 
@@ -182,7 +183,9 @@ impl StepStatus {
                 to,
                 Ready | Waiting | Succeeded | Failed | Warned | Skipped | Cancelled
             ),
-            Waiting => matches!(to, Succeeded | Failed | Warned | Cancelled),
+            // `Running`: a due timer (a `wait`, an approval's timeout, a finished child run)
+            // is claimed by a worker like a ready step.
+            Waiting => matches!(to, Running | Succeeded | Failed | Warned | Cancelled),
             Succeeded | Failed | Warned | Skipped | Cancelled => false,
         }
     }

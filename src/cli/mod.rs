@@ -3,8 +3,12 @@
 //! Architecture invariant: this is the only module that touches the file system for
 //! playbooks, writes to the terminal or decides an exit code. Everything it calls is pure.
 
+mod cancel;
+mod db;
+mod inspect;
 mod load;
 mod plan;
+mod run;
 pub mod schema;
 mod validate;
 
@@ -20,6 +24,8 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Invalid input: a playbook, a param or an argument is wrong. Nothing was started.
     pub const INVALID: u8 = 2;
+    /// `runway run` detached by Ctrl-C; the run goes on (`runway run --resume RUN`).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Debug, Parser)]
@@ -37,6 +43,22 @@ enum Command {
     Plan(plan::Args),
     /// Print the JSON Schema of the playbook format (for editors).
     Schema,
+    /// Start a run and execute it in this process, with live progress (the embedded mode).
+    Run(run::RunArgs),
+    /// Create a run for the workers (`--wait` to wait for its outcome).
+    Start(run::StartArgs),
+    /// Execute queued steps until SIGINT/SIGTERM.
+    Worker(run::WorkerArgs),
+    /// One run: its status and every step's.
+    Status(inspect::StatusArgs),
+    /// Recent runs.
+    Runs(inspect::RunsArgs),
+    /// A run's events (its evidence), with step output excerpts.
+    Logs(inspect::LogsArgs),
+    /// Stop a run: running steps are stopped, completed changes are undone.
+    Cancel(cancel::CancelArgs),
+    /// Apply database migrations (they also run on every connect).
+    Migrate,
 }
 
 /// Runs the command line and returns the process exit code.
@@ -46,6 +68,14 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Schema => schema::run(),
+        Command::Run(args) => run::run(&args),
+        Command::Start(args) => run::start(&args),
+        Command::Worker(args) => run::worker(&args),
+        Command::Status(args) => inspect::status(&args),
+        Command::Runs(args) => inspect::runs(&args),
+        Command::Logs(args) => inspect::logs(&args),
+        Command::Cancel(args) => cancel::cancel(&args),
+        Command::Migrate => cancel::migrate(),
     };
     match code {
         Ok(code) => ExitCode::from(code),

@@ -1,8 +1,7 @@
 //! `runway plan FILE|NAME -p key=value...`
 
 use super::{exit, load};
-use crate::compiler;
-use crate::plan::{Format, bind_params, render};
+use crate::plan::{Format, render};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +15,7 @@ pub struct Args {
     format: Format,
 }
 
-fn parse_param(s: &str) -> Result<(String, String), String> {
+pub fn parse_param(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
@@ -24,38 +23,9 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let path = load::resolve(&args.playbook)?;
-    let source = match load::read(&path)? {
-        Ok(s) => s,
-        Err(d) => {
-            load::print_diagnostics(&load::unreadable(&path, d), false);
-            return Ok(exit::INVALID);
-        }
-    };
-    let references = load::references(std::slice::from_ref(&path));
-    let compiled = compiler::compile_all(vec![source], &references)
-        .pop()
-        .expect("one in, one out");
-    load::print_diagnostics(&compiled, false);
-    let Some(plan) = compiled.plan else {
-        eprintln!(
-            "failed: {} error(s) in `{}`",
-            compiled.errors(),
-            compiled.source.name
-        );
-        return Ok(exit::INVALID);
-    };
-    let params = match bind_params(&plan.playbook.params, &args.params) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-                if let Some(h) = e.hint {
-                    eprintln!("  = help: {h}");
-                }
-            }
-            return Ok(exit::INVALID);
-        }
+    let (plan, _text, params) = match load::plan_with_params(&args.playbook, &args.params)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
     };
     print!("{}", render(&plan, &params, args.format));
     Ok(exit::OK)

@@ -1,9 +1,44 @@
-//! Executing plans: what runs next, and (with the store) running it durably.
+//! Executing plans durably.
 //!
-//! `progress` is the engine's pure core: from a plan and the states of its steps it decides
-//! which steps become ready, which are skipped, what each gate's verdict is, and whether the
-//! run has succeeded or can no longer succeed. It does no I/O, so every rule of the
-//! execution contract (list order, `when`, skip propagation, gates absorbing their checks'
-//! failures, non-critical warnings, the undo order) is tested without a database.
+//! - [`progress`]: the pure decision function (what becomes ready, skipped, gate
+//!   verdicts, the outcome, the undo order), tested without a database.
+//! - [`decide`]: that function as the store's [`crate::store::Decide`], asked inside the
+//!   transaction that changed the run, plus the unwinding phases (cancel, undo,
+//!   `on_failure`).
+//! - [`create`]: a new run's rows from a plan and bound params.
+//! - [`worker`]: the queue consumer (apalis), the claim/attempt/record cycle, lease
+//!   renewal and the reaper.
+//! - [`attempt`] and `remote`: one attempt of each step kind.
+//! - [`secrets`], [`context`]: what templates see, and masking before anything is stored.
 
+pub mod attempt;
+pub mod context;
+pub mod create;
+pub mod decide;
 pub mod progress;
+mod remote;
+pub mod secrets;
+pub mod worker;
+
+pub use create::{Origin, new_run};
+pub use decide::Decider;
+pub use secrets::Secrets;
+pub use worker::{Config, Engine, compile};
+
+/// What stops the engine from handling a job (as opposed to a step failing, which is a
+/// recorded result).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("the run's playbook `{name}` does not compile: {errors}")]
+    Invalid { name: String, errors: String },
+    #[error("step `{0}` is not in the run's plan")]
+    UnknownStep(String),
+    #[error("a claimed step has no lease")]
+    NoLease,
+    #[error("the worker is shutting down")]
+    ShuttingDown,
+    #[error("queue: {0}")]
+    Queue(String),
+}

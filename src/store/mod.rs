@@ -54,8 +54,8 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use error::{Error, Result};
 pub use model::{
-    Decision, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep, Retry, Run, StepJob,
-    StepList, StepRun, new_id,
+    Advance, Decide, Decision, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep, NoDecide,
+    Retry, Run, StepJob, StepList, StepRun, new_id,
 };
 pub use ops::QUEUE;
 
@@ -217,7 +217,54 @@ impl Store {
     /// running step (a worker that lost its lease gets [`Error::LeaseLost`] and changes
     /// nothing) or [`Guard::Waiting`] for a parked one (a decision, a due timer).
     pub async fn step_finish(&self, guard: &Guard, finish: &Finish) -> Result<StepRun> {
-        dispatch!(self, step_finish(guard, finish))
+        dispatch!(self, step_finish(guard, finish, &NoDecide))
+    }
+
+    /// [`Store::step_finish`], then `decide` over the run's rows in the same transaction
+    /// (see [`Advance`]): successors, skips, verdicts, compensations, the run's end.
+    pub async fn step_finish_with(
+        &self,
+        guard: &Guard,
+        finish: &Finish,
+        decide: &dyn Decide,
+    ) -> Result<StepRun> {
+        dispatch!(self, step_finish(guard, finish, decide))
+    }
+
+    /// `decide` over the run's rows as they are, in one transaction.
+    pub async fn run_advance(&self, run_id: &str, decide: &dyn Decide) -> Result<Run> {
+        dispatch!(self, run_advance(run_id, decide))
+    }
+
+    /// An operator's cancel (see the ops docs): open main steps cancelled, then `decide`
+    /// runs the compensations or ends the run.
+    pub async fn run_cancel(
+        &self,
+        run_id: &str,
+        by: &str,
+        reason: &str,
+        decide: &dyn Decide,
+    ) -> Result<Run> {
+        dispatch!(self, run_cancel(run_id, by, reason, decide))
+    }
+
+    /// Parks a running `invoke` step and creates its child run in one transaction.
+    pub async fn step_park_with_child(
+        &self,
+        lease: &Lease,
+        until: Option<DateTime<Utc>>,
+        child: &NewRun,
+    ) -> Result<Run> {
+        dispatch!(self, step_park_with_child(lease, until, child))
+    }
+
+    /// The latest child run of a parent's step.
+    pub async fn run_child(
+        &self,
+        parent_run_id: &str,
+        parent_step_id: &str,
+    ) -> Result<Option<Run>> {
+        dispatch!(self, run_child(parent_run_id, parent_step_id))
     }
 
     /// Running → ready at `retry.ready_at`, with a delayed job for that time.

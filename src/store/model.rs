@@ -461,3 +461,47 @@ where
 {
     rows.into_iter().map(T::try_from).collect()
 }
+
+/// What the engine decides from a run's rows, inside the transaction that changed them:
+/// the store reads the run and all its steps under the run's lock, asks a [`Decide`], and
+/// applies the answer before the commit. Deciding inside the transaction is what makes a
+/// join safe: two parallel steps finishing at once are serialized by the run lock, and
+/// the second sees the first's result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advance {
+    /// Pending steps decided now (ready: a job is pushed; or skipped, succeeded, failed,
+    /// warned, cancelled without a worker).
+    pub then: Vec<Decision>,
+    /// Open steps (ready, running, waiting) to cancel. A running step loses its lease, so
+    /// its worker's next renewal fails and it stops the attempt.
+    pub cancel: Vec<String>,
+    /// Waiting steps of *other* runs to wake now (a parent's `invoke` step when this child
+    /// run ends): made due, with a job pushed.
+    pub wake: Vec<(String, String)>,
+    /// The run's new status, when it ends (or parks).
+    pub run_status: Option<RunStatus>,
+    pub run_error: Option<String>,
+    /// Events to append (after the store's own).
+    pub events: Vec<NewEvent>,
+}
+
+impl Advance {
+    pub fn is_empty(&self) -> bool {
+        *self == Advance::default()
+    }
+}
+
+/// The engine's decision function, as the store sees it. It must be pure and quick: it runs
+/// while the run's lock is held.
+pub trait Decide: Send + Sync {
+    fn decide(&self, run: &Run, steps: &[StepRun]) -> Advance;
+}
+
+/// Decides nothing: the step's own result is recorded and nothing follows from it.
+pub struct NoDecide;
+
+impl Decide for NoDecide {
+    fn decide(&self, _: &Run, _: &[StepRun]) -> Advance {
+        Advance::default()
+    }
+}

@@ -146,8 +146,8 @@ pub(super) mod prelude {
     pub(in crate::store) use crate::store::chain;
     pub(in crate::store) use crate::store::error::{Error, Result};
     pub(in crate::store) use crate::store::model::{
-        Event, EventRow, Finish, Guard, Lease, NewEvent, NewRun, Retry, Run, RunRow, StepRow,
-        StepRun, convert, millis,
+        Decide, Event, EventRow, Finish, Guard, Lease, NewEvent, NewRun, Retry, Run, RunRow,
+        StepRow, StepRun, convert, millis,
     };
     pub(in crate::store) use chrono::{DateTime, Utc};
     pub(in crate::store) use serde_json::json;
@@ -488,6 +488,14 @@ macro_rules! transitions {
             check_new_run(new)?;
             let now = now_ms();
             let mut tx = begin(pool).await?;
+            let run = run_insert(&mut tx, new, now).await?;
+            tx.commit().await?;
+            Ok(run)
+        }
+
+        /// Inserts the run, its steps, its lock (or its place in the lock's queue), its
+        /// jobs and `run.created` on the caller's transaction.
+        async fn run_insert(tx: &mut Conn, new: &NewRun, now: i64) -> Result<Run> {
             let mut status = if new.lock_key.is_some() {
                 RunStatus::Queued
             } else {
@@ -517,7 +525,7 @@ macro_rules! transitions {
             let mut holder = None;
             if let Some(key) = &new.lock_key {
                 // The run row exists now, so the lock row can reference it.
-                holder = lock_insert(&mut tx, key, &new.id, now).await?;
+                holder = lock_insert(&mut *tx, key, &new.id, now).await?;
                 if holder.is_none() {
                     status = RunStatus::Running;
                     sqlx::query(
@@ -556,7 +564,7 @@ macro_rules! transitions {
             if status == RunStatus::Running {
                 let wakes: Vec<Wake> =
                     ready.iter().map(|s| Wake::new(&new.id, s, 1, None)).collect();
-                push_jobs(&mut tx, &wakes).await?;
+                push_jobs(&mut *tx, &wakes).await?;
             }
             let created = NewEvent::run(
                 "run.created",
@@ -574,10 +582,8 @@ macro_rules! transitions {
                     "ready": ready,
                 }),
             );
-            append(&mut tx, &new.id, &[created], now).await?;
-            let run = fetch_run(&mut tx, &new.id).await?;
-            tx.commit().await?;
-            Ok(run)
+            append(&mut *tx, &new.id, &[created], now).await?;
+            fetch_run(&mut *tx, &new.id).await
         }
 
         pub(in crate::store) async fn run_set_status_if(
@@ -695,10 +701,13 @@ macro_rules! transitions {
             let active = matches!(run_status, RunStatus::Running | RunStatus::Waiting);
             let row = if active {
                 sqlx::query_as::<_, StepRow>(
-                    "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+                    // A due timer of a waiting step continues the same attempt.
+                    "UPDATE step_runs SET status = 'running', \
+                     attempt = CASE WHEN status = 'waiting' THEN attempt ELSE attempt + 1 END, \
                      lease_owner = $3, lease_expires_at = $4, ready_at = NULL, \
                      started_at = COALESCE(started_at, $5) \
-                     WHERE run_id = $1 AND step_id = $2 AND status = 'ready' AND ready_at <= $5 \
+                     WHERE run_id = $1 AND step_id = $2 AND status IN ('ready', 'waiting') \
+                     AND ready_at <= $5 \
                      RETURNING *",
                 )
                 .bind(run_id)
@@ -774,6 +783,7 @@ macro_rules! transitions {
             pool: &Pool,
             guard: &Guard,
             finish: &Finish,
+            decide: &dyn Decide,
         ) -> Result<StepRun> {
             if !finish.status.is_terminal() || matches!(guard, Guard::Ready { .. }) {
                 return Err(Error::InvalidTransition {
@@ -828,7 +838,37 @@ macro_rules! transitions {
                 }),
             )];
             let mut wakes = Vec::new();
-            for d in &finish.then {
+            apply_decisions(&mut tx, run_id, step_id, &finish.then, now, &mut events, &mut wakes)
+                .await?;
+            events.extend(finish.events.iter().cloned());
+            if let Some(to) = finish.run_status {
+                check_run(run_status, to)?;
+                run_move(
+                    &mut tx, run_id, run_status, to, None, now, &mut events, &mut wakes,
+                )
+                .await?;
+            }
+            advance(&mut tx, run_id, step_id, decide, now, &mut events, &mut wakes).await?;
+            push_jobs(&mut tx, &wakes).await?;
+            append(&mut tx, run_id, &events, now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
+
+
+        /// Records the engine's decisions for pending steps: each is one guarded UPDATE
+        /// (`status = 'pending'`), a job for each ready one, an event for each.
+        async fn apply_decisions(
+            conn: &mut Conn,
+            run_id: &str,
+            after: &str,
+            then: &[$crate::store::model::Decision],
+            now: i64,
+            events: &mut Vec<NewEvent>,
+            wakes: &mut Vec<Wake>,
+        ) -> Result<()> {
+            for d in then {
+                check_step(StepStatus::Pending, d.status)?;
                 let ready = d.status == StepStatus::Ready;
                 let decided: Option<i32> = sqlx::query_scalar(
                     "UPDATE step_runs SET status = $3, ready_at = $4, error = $5, \
@@ -842,10 +882,10 @@ macro_rules! transitions {
                 .bind(ready.then_some(now))
                 .bind(d.error.as_deref())
                 .bind(d.status.is_terminal().then_some(now))
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?;
                 let Some(attempt) = decided else {
-                    let (actual, _) = step_status(&mut tx, run_id, &d.step_id).await?;
+                    let (actual, _) = step_status(conn, run_id, &d.step_id).await?;
                     return Err(Error::StepNotIn {
                         run_id: run_id.to_owned(),
                         step_id: d.step_id.clone(),
@@ -860,21 +900,241 @@ macro_rules! transitions {
                     format!("step.{}", d.status.as_str()),
                     &d.step_id,
                     attempt,
-                    json!({ "decided_after": step_id, "error": d.error }),
+                    json!({ "decided_after": after, "error": d.error }),
                 ));
             }
-            events.extend(finish.events.iter().cloned());
-            if let Some(to) = finish.run_status {
-                check_run(run_status, to)?;
+            Ok(())
+        }
+
+        /// Asks `decide` what follows from the run's rows as they are now (the caller holds
+        /// the run's lock and has made its own change) and applies the answer.
+        #[allow(clippy::too_many_arguments)]
+        async fn advance(
+            conn: &mut Conn,
+            run_id: &str,
+            after: &str,
+            decide: &dyn Decide,
+            now: i64,
+            events: &mut Vec<NewEvent>,
+            wakes: &mut Vec<Wake>,
+        ) -> Result<()> {
+            let run = fetch_run(conn, run_id).await?;
+            if run.status.is_terminal() {
+                return Ok(());
+            }
+            let rows = sqlx::query_as::<_, StepRow>(
+                "SELECT * FROM step_runs WHERE run_id = $1 ORDER BY position",
+            )
+            .bind(run_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            let steps: Vec<StepRun> = convert(rows)?;
+            let adv = decide.decide(&run, &steps);
+            if adv.is_empty() {
+                return Ok(());
+            }
+            apply_decisions(conn, run_id, after, &adv.then, now, events, wakes).await?;
+            for step_id in &adv.cancel {
+                let cancelled: Option<i32> = sqlx::query_scalar(
+                    "UPDATE step_runs SET status = 'cancelled', lease_owner = NULL, \
+                     lease_expires_at = NULL, ready_at = NULL, finished_at = $3 \
+                     WHERE run_id = $1 AND step_id = $2 \
+                     AND status IN ('ready', 'running', 'waiting') RETURNING attempt",
+                )
+                .bind(run_id)
+                .bind(step_id)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(attempt) = cancelled {
+                    events.push(NewEvent::step(
+                        "step.cancelled",
+                        step_id,
+                        attempt,
+                        json!({ "decided_after": after }),
+                    ));
+                }
+            }
+            for (other_run, step_id) in &adv.wake {
+                // Only the step row of the other run: its run lock is not taken (a child
+                // never waits on its parent's lock, so two runs never wait on each other).
+                let woken: Option<i32> = sqlx::query_scalar(
+                    "UPDATE step_runs SET ready_at = $3 \
+                     WHERE run_id = $1 AND step_id = $2 AND status = 'waiting' \
+                     RETURNING attempt",
+                )
+                .bind(other_run)
+                .bind(step_id)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(attempt) = woken {
+                    wakes.push(Wake::new(other_run, step_id, attempt, None));
+                }
+            }
+            events.extend(adv.events);
+            if let Some(to) = adv.run_status {
+                check_run(run.status, to)?;
                 run_move(
-                    &mut tx, run_id, run_status, to, None, now, &mut events, &mut wakes,
+                    conn, run_id, run.status, to, adv.run_error.as_deref(), now, events, wakes,
                 )
                 .await?;
             }
+            Ok(())
+        }
+
+        /// Lets the engine decide what follows from the run's rows now, in one transaction
+        /// (after a restart, or when a lock hands the run over).
+        pub(in crate::store) async fn run_advance(
+            pool: &Pool,
+            run_id: &str,
+            decide: &dyn Decide,
+        ) -> Result<Run> {
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let (mut events, mut wakes) = (Vec::new(), Vec::new());
+            advance(&mut tx, run_id, "(advance)", decide, now, &mut events, &mut wakes).await?;
             push_jobs(&mut tx, &wakes).await?;
             append(&mut tx, run_id, &events, now).await?;
+            let run = fetch_run(&mut tx, run_id).await?;
             tx.commit().await?;
-            Ok(step)
+            Ok(run)
+        }
+
+        /// An operator's cancel: a queued run ends at once; a running or waiting one has its
+        /// open main steps cancelled (running ones lose their lease) and `decide` runs its
+        /// compensations, or ends it. Refused with [`Error::RunNotIn`] for an ended run.
+        pub(in crate::store) async fn run_cancel(
+            pool: &Pool,
+            run_id: &str,
+            by: &str,
+            reason: &str,
+            decide: &dyn Decide,
+        ) -> Result<Run> {
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            let status = lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let (mut events, mut wakes) = (Vec::new(), Vec::new());
+            events.push(NewEvent::run(
+                "run.cancel_requested",
+                json!({ "by": by, "reason": reason }),
+            ));
+            match status {
+                RunStatus::Queued => {
+                    run_move(
+                        &mut tx, run_id, status, RunStatus::Cancelled, Some(reason), now,
+                        &mut events, &mut wakes,
+                    )
+                    .await?;
+                }
+                RunStatus::Running | RunStatus::Waiting => {
+                    let cancelled: Vec<(String, i32)> = sqlx::query_as(
+                        "UPDATE step_runs SET status = 'cancelled', lease_owner = NULL, \
+                         lease_expires_at = NULL, ready_at = NULL, finished_at = $2 \
+                         WHERE run_id = $1 AND list = 'main' \
+                         AND status IN ('pending', 'ready', 'running', 'waiting') \
+                         RETURNING step_id, attempt",
+                    )
+                    .bind(run_id)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (step_id, attempt) in cancelled {
+                        events.push(NewEvent::step(
+                            "step.cancelled",
+                            &step_id,
+                            attempt,
+                            json!({ "reason": "run cancelled", "by": by }),
+                        ));
+                    }
+                    advance(&mut tx, run_id, "(cancel)", decide, now, &mut events, &mut wakes)
+                        .await?;
+                }
+                actual => {
+                    return Err(Error::RunNotIn {
+                        run_id: run_id.to_owned(),
+                        expected: RunStatus::Running,
+                        actual,
+                    });
+                }
+            }
+            push_jobs(&mut tx, &wakes).await?;
+            append(&mut tx, run_id, &events, now).await?;
+            let run = fetch_run(&mut tx, run_id).await?;
+            tx.commit().await?;
+            Ok(run)
+        }
+
+        /// Parks a running `invoke` step and creates its child run, in one transaction: the
+        /// child exists exactly when the parent waits for it, so the child's end always
+        /// finds the parent waiting (and wakes it). A child that already exists for this
+        /// step (a worker died after this commit) is returned instead of a second one.
+        pub(in crate::store) async fn step_park_with_child(
+            pool: &Pool,
+            lease: &Lease,
+            until: Option<DateTime<Utc>>,
+            child: &NewRun,
+        ) -> Result<Run> {
+            check_new_run(child)?;
+            let guard = Guard::Lease(lease.clone());
+            let (g_status, g_worker, g_attempt) = guard_binds(&guard);
+            let now = now_ms();
+            let until = until.map(millis);
+            let mut tx = begin(pool).await?;
+            lock_run(&mut tx, &lease.run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(lease.run_id.clone()))?;
+            let row = sqlx::query_as::<_, StepRow>(guarded!(
+                "status = 'waiting', ready_at = $6, lease_owner = NULL, lease_expires_at = NULL"
+            ))
+            .bind(&lease.run_id)
+            .bind(&lease.step_id)
+            .bind(g_status)
+            .bind(g_worker)
+            .bind(g_attempt)
+            .bind(until)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if row.is_none() {
+                return Err(guard_error(&mut tx, &guard).await);
+            }
+            if let Some(at) = until {
+                push_jobs(&mut tx, &[Wake::new(&lease.run_id, &lease.step_id, lease.attempt, Some(at))])
+                    .await?;
+            }
+            let run = run_insert(&mut tx, child, now).await?;
+            let event = NewEvent::step(
+                "step.waiting",
+                &lease.step_id,
+                lease.attempt,
+                json!({ "worker": lease.worker, "until": until, "child_run_id": child.id }),
+            );
+            append(&mut tx, &lease.run_id, &[event], now).await?;
+            tx.commit().await?;
+            Ok(run)
+        }
+
+        /// The most recent child run started by `parent_step_id` of `parent_run_id`.
+        pub(in crate::store) async fn run_child(
+            pool: &Pool,
+            parent_run_id: &str,
+            parent_step_id: &str,
+        ) -> Result<Option<Run>> {
+            sqlx::query_as::<_, RunRow>(
+                "SELECT * FROM runs WHERE parent_run_id = $1 AND parent_step_id = $2 \
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(parent_run_id)
+            .bind(parent_step_id)
+            .fetch_optional(pool)
+            .await?
+            .map(Run::try_from)
+            .transpose()
         }
 
         pub(in crate::store) async fn step_retry_later(

@@ -1,0 +1,46 @@
+//! Opening the store the CLI works on, the operator's identity, and the async runtime.
+
+use anyhow::Context as _;
+
+use crate::store::Store;
+
+/// The embedded default: a SQLite file in `.runway/` of the current directory.
+pub const DEFAULT_URL: &str = "sqlite://.runway/runway.db";
+
+/// `RUNWAY_DATABASE_URL`, or the embedded SQLite store.
+pub fn url() -> String {
+    std::env::var("RUNWAY_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// Opens (and migrates) the store. The URL is not printed whole: it may hold a password.
+pub async fn open() -> anyhow::Result<Store> {
+    let url = url();
+    Store::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the store at {}", redact(&url)))
+}
+
+/// `scheme://host/path` without user info.
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***@{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Who is acting: `RUNWAY_OPERATOR`, else the OS user. The one place identity comes from,
+/// so API tokens can slot in later.
+pub fn operator() -> String {
+    ["RUNWAY_OPERATOR", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A multi-threaded runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,253 @@
+//! `runway run FILE|NAME -p k=v`: the embedded main job. Creates the run and executes it in
+//! this process, printing a line per step as it changes; Ctrl-C detaches (nothing is lost:
+//! `runway run --resume RUN` picks it up). Also `runway start` (create only) and
+//! `runway worker` (execute whatever is queued).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{db, exit, load, plan::parse_param};
+use crate::engine::{self, Engine, Origin};
+use crate::state::{RunStatus, StepStatus};
+use crate::store::{Run, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A playbook file, or the name of one in RUNWAY_WORKFLOWS (default `workflows/`).
+    #[arg(value_name = "FILE|NAME", required_unless_present = "resume")]
+    playbook: Option<String>,
+    /// A param value: `-p school_slug=greenwood-high`. Repeat for more.
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// Continue an existing run (after Ctrl-C or a crash) instead of starting one.
+    #[arg(long, value_name = "RUN", conflicts_with = "playbook")]
+    resume: Option<String>,
+    /// Steps run at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    #[arg(value_name = "FILE|NAME")]
+    playbook: String,
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// Wait until the run ends (a worker must be running) and exit with its outcome.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Steps this worker runs at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+fn config(concurrency: usize) -> anyhow::Result<engine::Config> {
+    Ok(engine::Config {
+        concurrency,
+        workdir: std::env::current_dir()?,
+        workflows: crate::library::workflows_dir(),
+        ..engine::Config::default()
+    })
+}
+
+/// Creates a run from the command line; `Err(code)` when the input is invalid.
+async fn create(
+    store: &Store,
+    target: &str,
+    given: &[(String, String)],
+) -> anyhow::Result<Result<Run, u8>> {
+    let (plan, text, params) = match load::plan_with_params(target, given)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(Err(code)),
+    };
+    let origin = Origin {
+        starter: db::operator(),
+        trigger: "manual".to_owned(),
+        parent: None,
+    };
+    let new = match engine::new_run(&plan, &text, params, &origin) {
+        Ok(new) => new,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(Err(exit::INVALID));
+        }
+    };
+    let run = store.run_create(&new).await?;
+    Ok(Ok(run))
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
+    db::runtime()?.block_on(async {
+        let store = db::open().await?;
+        let run = match (&args.resume, &args.playbook) {
+            (Some(id), _) => store.run_get(id).await?,
+            (None, Some(target)) => match create(&store, target, &args.params).await? {
+                Ok(run) => run,
+                Err(code) => return Ok(code),
+            },
+            (None, None) => unreachable!("clap requires one"),
+        };
+        println!("run {} · {} · {}", run.id, run.playbook, run.status);
+        if run.status == RunStatus::Queued {
+            println!(
+                "  queued behind lock `{}`: it starts when the run holding it ends",
+                run.lock_key.as_deref().unwrap_or("")
+            );
+        }
+        let engine = Engine::new(store.clone(), config(args.concurrency)?);
+        let stop = CancellationToken::new();
+        let worker = tokio::spawn(engine.clone().work(stop.clone()));
+        let code = tokio::select! {
+            code = watch(&store, &run.id, true) => code?,
+            _ = tokio::signal::ctrl_c() => {
+                println!("\ndetached: nothing is lost. Continue with: runway run --resume {}", run.id);
+                exit::INTERRUPTED
+            }
+        };
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+        store.close().await;
+        Ok(code)
+    })
+}
+
+pub fn start(args: &StartArgs) -> anyhow::Result<u8> {
+    db::runtime()?.block_on(async {
+        let store = db::open().await?;
+        let run = match create(&store, &args.playbook, &args.params).await? {
+            Ok(run) => run,
+            Err(code) => return Ok(code),
+        };
+        println!("{}", run.id);
+        if !args.wait {
+            return Ok(exit::OK);
+        }
+        watch(&store, &run.id, false).await
+    })
+}
+
+pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
+    db::runtime()?.block_on(async {
+        let store = db::open().await?;
+        let engine = Engine::new(store.clone(), config(args.concurrency)?);
+        eprintln!(
+            "worker {} on {} (concurrency {})",
+            engine.worker_id,
+            db::redact(&db::url()),
+            args.concurrency
+        );
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            signal.cancel();
+        });
+        engine.work(stop).await?;
+        store.close().await;
+        Ok(exit::OK)
+    })
+}
+
+/// Prints each step's changes until the run ends; returns the exit code of its outcome.
+async fn watch(store: &Store, run_id: &str, live: bool) -> anyhow::Result<u8> {
+    let mut seen: HashMap<String, (StepStatus, i32)> = HashMap::new();
+    let mut told_waiting = false;
+    loop {
+        let run = store.run_get(run_id).await?;
+        let steps = store.steps_of_run(run_id).await?;
+        for s in &steps {
+            let key = (s.status, s.attempt);
+            if seen.get(&s.step_id) == Some(&key) || s.status == StepStatus::Pending {
+                continue;
+            }
+            seen.insert(s.step_id.clone(), key);
+            if live || s.status.is_terminal() {
+                println!("{}", step_line(s));
+            }
+        }
+        if run.status.is_terminal() {
+            println!(
+                "run {} {}{}",
+                run.id,
+                run.status,
+                run.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+            return Ok(match run.status {
+                RunStatus::Succeeded => exit::OK,
+                _ => exit::FAILED,
+            });
+        }
+        let humans: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Waiting && s.ready_at.is_none())
+            .map(|s| s.step_id.as_str())
+            .collect();
+        let busy = steps
+            .iter()
+            .any(|s| matches!(s.status, StepStatus::Ready | StepStatus::Running));
+        if !humans.is_empty() && !busy && !told_waiting {
+            told_waiting = true;
+            println!(
+                "waiting for a person at: {} (run {}). The run is parked durably; Ctrl-C detaches.",
+                humans.join(", "),
+                run.id
+            );
+            println!(
+                "  approvals and checklists are answered with `runway approve|reject|check` (not built yet: see docs/engine.md)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn step_line(s: &crate::store::StepRun) -> String {
+    let mark = match s.status {
+        StepStatus::Succeeded => "ok  ",
+        StepStatus::Failed => "FAIL",
+        StepStatus::Warned => "warn",
+        StepStatus::Skipped => "skip",
+        StepStatus::Cancelled => "cncl",
+        StepStatus::Running => " .. ",
+        StepStatus::Waiting => "wait",
+        StepStatus::Ready => "    ",
+        StepStatus::Pending => "    ",
+    };
+    let took = match (s.started_at, s.finished_at) {
+        (Some(a), Some(b)) => format!(" {:.1}s", (b - a).num_milliseconds() as f64 / 1000.0),
+        _ => String::new(),
+    };
+    let attempt = if s.attempt > 1 {
+        format!(" (attempt {}/{})", s.attempt, s.max_attempts)
+    } else {
+        String::new()
+    };
+    let list = match s.list {
+        crate::store::StepList::Main => "",
+        crate::store::StepList::Compensation => " [undo]",
+        crate::store::StepList::OnFailure => " [on_failure]",
+    };
+    let error = match (&s.error, s.status) {
+        (Some(e), StepStatus::Failed | StepStatus::Warned | StepStatus::Ready) => {
+            format!(" - {}", e.lines().next().unwrap_or(""))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "  [{mark}] {}{list} {}{took}{attempt}{error}",
+        s.step_id, s.status
+    )
+}

@@ -1,0 +1,97 @@
+//! A new run from a plan: its params bound, its lock key rendered, its step rows with the
+//! first steps already ready.
+
+use serde_json::{Map, Value, json};
+
+use super::progress::progress;
+use crate::plan::Plan;
+use crate::playbook::template::renderer;
+use crate::state::StepStatus;
+use crate::store::{NewRun, NewStep, StepList, new_id};
+
+/// Who or what starts a run, and under which parent.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub starter: String,
+    /// `manual`, `schedule:ID`, `invoke:RUN/STEP`, `retry:RUN`.
+    pub trigger: String,
+    pub parent: Option<(String, String)>,
+}
+
+/// The run to insert. `params` are already bound and checked (`plan::bind_params`).
+/// `definition` is the playbook text the plan was compiled from: the run pins it.
+pub fn new_run(
+    plan: &Plan,
+    definition: &str,
+    params: Map<String, Value>,
+    origin: &Origin,
+) -> Result<NewRun, String> {
+    let id = new_id();
+    let params = Value::Object(params);
+    let ctx = json!({
+        "params": params,
+        "run": {
+            "id": id, "starter": origin.starter, "trigger": origin.trigger,
+            "playbook": plan.playbook.name.value, "started_at": "",
+        },
+        "steps": {},
+    });
+    let lock_key = plan
+        .playbook
+        .lock
+        .as_ref()
+        .map(|t| t.render(&renderer(), &ctx))
+        .transpose()
+        .map_err(|e| format!("cannot render `lock`: {e}"))?;
+    let statuses = vec![StepStatus::Pending; plan.playbook.steps.len()];
+    let first = progress(plan, &statuses, &ctx);
+    let mut steps = Vec::new();
+    for (i, s) in plan.playbook.steps.iter().enumerate() {
+        let status = if first.ready.contains(&i) {
+            StepStatus::Ready
+        } else if first.skipped.iter().any(|(j, _)| *j == i) {
+            StepStatus::Skipped
+        } else {
+            StepStatus::Pending
+        };
+        steps.push(new_step(plan, s, StepList::Main, status));
+    }
+    for s in &plan.playbook.compensations {
+        steps.push(new_step(
+            plan,
+            s,
+            StepList::Compensation,
+            StepStatus::Pending,
+        ));
+    }
+    for s in &plan.playbook.on_failure {
+        steps.push(new_step(plan, s, StepList::OnFailure, StepStatus::Pending));
+    }
+    Ok(NewRun {
+        id,
+        playbook: plan.playbook.name.value.clone(),
+        content_hash: plan.content_hash.clone(),
+        definition: definition.to_owned(),
+        params,
+        starter: origin.starter.clone(),
+        trigger: origin.trigger.clone(),
+        lock_key,
+        parent_run_id: origin.parent.as_ref().map(|p| p.0.clone()),
+        parent_step_id: origin.parent.as_ref().map(|p| p.1.clone()),
+        steps,
+    })
+}
+
+fn new_step(
+    plan: &Plan,
+    step: &crate::playbook::step::Step,
+    list: StepList,
+    status: StepStatus,
+) -> NewStep {
+    NewStep {
+        step_id: step.id.value.clone(),
+        list,
+        status,
+        max_attempts: i32::try_from(plan.retry(step).attempts.max(1)).unwrap_or(i32::MAX),
+    }
+}

@@ -1,0 +1,527 @@
+//! A worker: takes step jobs from the queue (apalis), claims each step, runs the attempt
+//! while renewing its lease, and records the result with everything that follows from it
+//! in one transaction. It also reaps the expired leases of dead workers.
+//!
+//! Every job is only a wake-up: a job whose step is not claimable (a duplicate, a
+//! re-delivery, a step already done, a cancelled run) is acknowledged and does nothing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apalis_core::backend::ext::BackendExt as _;
+use apalis_core::backend::ext::poll_strategy::Strategy;
+use apalis_core::task::data::Data;
+use apalis_core::worker::builder::WorkerBuilder;
+use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::attempt::{Action, Ended, Input, attempt};
+use super::context::{context, template_data};
+use super::create::{Origin, new_run};
+use super::decide::Decider;
+use super::{Error, Secrets};
+use crate::plan::{Plan, bind_params};
+use crate::playbook::step::Step;
+use crate::source::Source;
+use crate::state::StepStatus;
+use crate::store::{self, Finish, Guard, Lease, QUEUE, Retry, Run, StepJob, StepRun, Store};
+
+/// How a worker behaves; the defaults suit one host.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Steps this worker runs at once.
+    pub concurrency: usize,
+    /// A running step's lease: another worker takes the step over at most this long (plus
+    /// one reaper tick) after this one stops renewing it.
+    pub lease: Duration,
+    /// How often the reaper looks for expired leases.
+    pub reap_every: Duration,
+    /// How often an idle worker polls for due jobs, besides being notified.
+    pub poll_every: Duration,
+    /// Where relative `cwd`s of shell steps resolve.
+    pub workdir: PathBuf,
+    /// Where `invoke` finds playbooks by name.
+    pub workflows: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            concurrency: 4,
+            lease: Duration::from_secs(10),
+            reap_every: Duration::from_secs(1),
+            poll_every: Duration::from_millis(100),
+            workdir: PathBuf::from("."),
+            workflows: PathBuf::from("workflows"),
+        }
+    }
+}
+
+/// One worker process' engine: the store, its identity and its compiled plans.
+pub struct Engine {
+    pub store: Store,
+    pub config: Config,
+    /// Unique per process: host, pid and a random suffix (apalis requires unique names).
+    pub worker_id: String,
+    plans: Mutex<HashMap<String, Arc<Plan>>>,
+    slots: Semaphore,
+}
+
+impl Engine {
+    pub fn new(store: Store, config: Config) -> Arc<Engine> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".to_owned());
+        let worker_id = format!("{host}:{}:{}", std::process::id(), &store::new_id()[20..]);
+        Arc::new(Engine {
+            store,
+            slots: Semaphore::new(config.concurrency.max(1)),
+            config,
+            worker_id,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The plan a run pinned: its stored definition, compiled once per process.
+    pub fn plan_of(&self, run: &Run) -> Result<Arc<Plan>, Error> {
+        if let Some(plan) = self
+            .plans
+            .lock()
+            .expect("plan cache")
+            .get(&run.content_hash)
+        {
+            return Ok(plan.clone());
+        }
+        let source = Source {
+            name: format!("{} (run {})", run.playbook, run.id),
+            text: run.definition.clone(),
+        };
+        let plan = Arc::new(compile(source, &self.config.workflows)?);
+        self.plans
+            .lock()
+            .expect("plan cache")
+            .insert(run.content_hash.clone(), plan.clone());
+        Ok(plan)
+    }
+
+    /// Handles one job: claim, attempt, record. Errors are logged by the caller; the job
+    /// itself is never retried by apalis (a retry is a new delayed job).
+    pub async fn handle(&self, job: StepJob) -> Result<(), Error> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let run = match self.store.run_get(&job.run_id).await {
+            Ok(run) => run,
+            Err(store::Error::RunNotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if run.status.is_terminal() {
+            return Ok(());
+        }
+        let plan = self.plan_of(&run)?;
+        let row = match self
+            .store
+            .step_claim(&run.id, &job.step_id, &self.worker_id, self.config.lease)
+            .await
+        {
+            Ok(row) => row,
+            Err(store::Error::NotClaimable { .. } | store::Error::StepNotFound { .. }) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(step) = plan
+            .playbook
+            .all_steps()
+            .find(|s| s.id.value == row.step_id)
+        else {
+            return Err(Error::UnknownStep(row.step_id.clone()));
+        };
+        let lease = row.lease().ok_or(Error::NoLease)?;
+        let rows = self.store.steps_of_run(&run.id).await?;
+        let run = self.store.run_get(&run.id).await?;
+        let secrets = Secrets::from_env(plan.playbook.secrets.iter().map(|s| s.value.as_str()));
+        let data = template_data(&run, &rows, &secrets);
+        let timeout = plan
+            .timeout(step)
+            .map_or(crate::exec::DEFAULT_TIMEOUT, |d| d.as_std());
+        let input = Input {
+            run: &run,
+            row: &row,
+            step,
+            data: &data,
+            secrets: &secrets,
+            timeout,
+            workdir: &self.config.workdir,
+        };
+        tracing::info!(run.id = %run.id, step.id = %row.step_id, attempt = row.attempt, "step started");
+
+        let lost = CancellationToken::new();
+        let renewal = tokio::spawn(renew(
+            self.store.clone(),
+            lease.clone(),
+            self.config.lease,
+            lost.clone(),
+        ));
+        let action = attempt(&input, lost.clone()).await;
+        renewal.abort();
+        if lost.is_cancelled() {
+            // The lease is gone (the run was cancelled, or another worker took over after
+            // a stall): what this attempt did is not ours to record.
+            tracing::warn!(run.id = %run.id, step.id = %row.step_id, "lease lost; result dropped");
+            return Ok(());
+        }
+        let result = match action {
+            Action::Ended(ended) => {
+                self.record(&plan, &run, &rows, &row, step, lease, ended)
+                    .await
+            }
+            Action::Park(until) => self
+                .store
+                .step_park(&Guard::Lease(lease), until)
+                .await
+                .map(|_| ()),
+            Action::Invoke {
+                playbook,
+                params,
+                until,
+            } => {
+                self.invoke(&plan, &run, &row, lease, &playbook, &params, until)
+                    .await
+            }
+        };
+        match result {
+            Err(store::Error::LeaseLost { .. }) => {
+                tracing::warn!(run.id = %run.id, step.id = %row.step_id, "late completion refused: lease lost");
+                Ok(())
+            }
+            other => other.map_err(Error::from),
+        }
+    }
+
+    /// Records an ended attempt: retried later, or finished with its successors decided.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        plan: &Plan,
+        run: &Run,
+        rows: &[StepRun],
+        row: &StepRun,
+        step: &Step,
+        lease: Lease,
+        ended: Ended,
+    ) -> Result<(), store::Error> {
+        let secrets = Secrets::from_env(plan.playbook.secrets.iter().map(|s| s.value.as_str()));
+        let outputs = ended.outputs.as_ref().map(|o| secrets.mask_json(o));
+        let mut error = ended.error.as_deref().map(|e| secrets.mask(e));
+        if error.is_none()
+            && let Some(expect) = &step.expect
+        {
+            let mut ctx = context(run, rows);
+            if let Some(root) = ctx.as_object_mut() {
+                root.insert(
+                    "outputs".into(),
+                    outputs.clone().unwrap_or(serde_json::Value::Null),
+                );
+            }
+            match expect.value.eval(&ctx) {
+                Ok(true) => {}
+                Ok(false) => error = Some(format!("expect `{}` is false", expect.value.source())),
+                Err(e) => {
+                    error = Some(format!(
+                        "expect `{}` could not be evaluated: {e}",
+                        expect.value.source()
+                    ))
+                }
+            }
+        }
+        if let Some(e) = &error
+            && !ended.permanent
+            && row.attempt < row.max_attempts
+        {
+            let delay = backoff(plan, step, row.attempt);
+            let ready_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            tracing::info!(run.id = %run.id, step.id = %row.step_id, attempt = row.attempt, "attempt failed; retry in {delay:?}");
+            let retry = Retry {
+                ready_at,
+                error: Some(e.clone()),
+                checkpoint: ended.checkpoint.clone(),
+            };
+            return self
+                .store
+                .step_retry_later(&lease, &retry)
+                .await
+                .map(|_| ());
+        }
+        let status = match (&error, step.critical) {
+            (None, _) => StepStatus::Succeeded,
+            (Some(_), true) => StepStatus::Failed,
+            (Some(_), false) => StepStatus::Warned,
+        };
+        tracing::info!(run.id = %run.id, step.id = %row.step_id, attempt = row.attempt, status = %status, "step ended");
+        let finish = Finish {
+            outputs,
+            checkpoint: ended.checkpoint,
+            error,
+            ..Finish::new(status)
+        };
+        self.store
+            .step_finish_with(&Guard::Lease(lease), &finish, &Decider { plan })
+            .await
+            .map(|_| ())
+    }
+
+    /// An `invoke` step: finished from its child run's outcome when the child has ended;
+    /// otherwise the child is created (once) and the step waits for it.
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke(
+        &self,
+        plan: &Plan,
+        run: &Run,
+        row: &StepRun,
+        lease: Lease,
+        playbook: &str,
+        params: &[(String, String)],
+        until: Option<chrono::DateTime<Utc>>,
+    ) -> Result<(), store::Error> {
+        let decider = Decider { plan };
+        let finish = |status: StepStatus, error: Option<String>, child: &Run| Finish {
+            outputs: Some(
+                serde_json::json!({ "child_run_id": child.id, "status": child.status.as_str() }),
+            ),
+            error,
+            ..Finish::new(status)
+        };
+        if let Some(child) = self.store.run_child(&run.id, &row.step_id).await? {
+            let step = plan
+                .playbook
+                .all_steps()
+                .find(|s| s.id.value == row.step_id);
+            let critical = step.is_none_or(|s| s.critical);
+            let failed = if critical {
+                StepStatus::Failed
+            } else {
+                StepStatus::Warned
+            };
+            let f = match child.status {
+                crate::state::RunStatus::Succeeded => finish(StepStatus::Succeeded, None, &child),
+                s if s.is_terminal() => finish(
+                    failed,
+                    Some(format!(
+                        "child run {} ({}) {s}: {}",
+                        child.id,
+                        child.playbook,
+                        child.error.as_deref().unwrap_or("no error recorded")
+                    )),
+                    &child,
+                ),
+                _ if until.is_some_and(|u| Utc::now() >= u) => finish(
+                    failed,
+                    Some(format!(
+                        "child run {} did not end within the step's timeout",
+                        child.id
+                    )),
+                    &child,
+                ),
+                _ => {
+                    return self
+                        .store
+                        .step_park(&Guard::Lease(lease), until)
+                        .await
+                        .map(|_| ());
+                }
+            };
+            return self
+                .store
+                .step_finish_with(&Guard::Lease(lease), &f, &decider)
+                .await
+                .map(|_| ());
+        }
+        let fail = |message: String| Finish {
+            error: Some(message),
+            ..Finish::new(StepStatus::Failed)
+        };
+        let child = match self.child_run(run, row, playbook, params) {
+            Ok(child) => child,
+            Err(message) => {
+                return self
+                    .store
+                    .step_finish_with(&Guard::Lease(lease), &fail(message), &decider)
+                    .await
+                    .map(|_| ());
+            }
+        };
+        self.store
+            .step_park_with_child(&lease, until, &child)
+            .await
+            .map(|_| ())
+    }
+
+    fn child_run(
+        &self,
+        run: &Run,
+        row: &StepRun,
+        playbook: &str,
+        params: &[(String, String)],
+    ) -> Result<store::NewRun, String> {
+        let path = crate::library::resolve_in(&self.config.workflows, playbook)
+            .map_err(|e| format!("cannot load playbook `{playbook}`: {e:#}"))?;
+        let source = match crate::library::read(&path) {
+            Ok(Ok(source)) => source,
+            Ok(Err(d)) => return Err(format!("cannot read `{}`: {}", path.display(), d.message)),
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        let text = source.text.clone();
+        let plan = compile(source, &self.config.workflows).map_err(|e| e.to_string())?;
+        let bound = bind_params(&plan.playbook.params, params).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let origin = Origin {
+            starter: run.starter.clone(),
+            trigger: format!("invoke:{}/{}", run.id, row.step_id),
+            parent: Some((run.id.clone(), row.step_id.clone())),
+        };
+        new_run(&plan, &text, bound, &origin)
+    }
+
+    /// Runs the reaper until `stop`: expired leases become ready again, with a new job.
+    pub async fn reap(self: Arc<Engine>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.reap_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.store.steps_reap_expired(Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reaped = n, "re-queued steps whose lease expired"),
+                Err(e) => tracing::warn!("reaper: {e}"),
+            }
+        }
+    }
+
+    /// Takes jobs until `stop` fires, with the reaper alongside.
+    pub async fn work(self: Arc<Engine>, stop: CancellationToken) -> Result<(), Error> {
+        let reaper = tokio::spawn(self.clone().reap(stop.clone()));
+        let name = self.worker_id.clone();
+        let batch = self.config.concurrency.max(1);
+        let poll = self.config.poll_every;
+        let shutdown = {
+            let stop = stop.clone();
+            async move {
+                stop.cancelled().await;
+                Ok::<(), std::io::Error>(())
+            }
+        };
+        let result = match &self.store {
+            Store::Postgres(pool) => {
+                let config = apalis_postgres::Config::default()
+                    .queue(QUEUE)
+                    .batch_size(batch)
+                    .heartbeat_interval(Duration::from_secs(2))
+                    .missed_heartbeats(3);
+                let strategy = Strategy::new()
+                    .stream(apalis_postgres::Pubsub::new(pool.clone(), QUEUE.to_owned()))
+                    .interval(poll);
+                let backend = apalis_postgres::PostgresStorage::<StepJob>::new(pool)
+                    .with_config(config)
+                    .poll_with_strategy(strategy);
+                WorkerBuilder::new(name)
+                    .backend(backend)
+                    .data(self.clone())
+                    .build(job_handler)
+                    .run_until(shutdown)
+                    .await
+            }
+            Store::Sqlite(pool) => {
+                let config = apalis_sqlite::Config::default()
+                    .queue(QUEUE)
+                    .batch_size(batch)
+                    .heartbeat_interval(Duration::from_secs(2))
+                    .missed_heartbeats(3);
+                let backend = apalis_sqlite::SqliteStorage::<StepJob>::new(pool)
+                    .with_config(config)
+                    .poll_with_strategy(Strategy::new().interval(poll));
+                WorkerBuilder::new(name)
+                    .backend(backend)
+                    .data(self.clone())
+                    .build(job_handler)
+                    .run_until(shutdown)
+                    .await
+            }
+        };
+        stop.cancel();
+        let _ = reaper.await;
+        result.map_err(|e| Error::Queue(e.to_string()))
+    }
+}
+
+async fn job_handler(
+    job: StepJob,
+    engine: Data<Arc<Engine>>,
+) -> Result<(), apalis_core::error::BoxDynError> {
+    if let Err(e) = engine.handle(job.clone()).await {
+        tracing::error!(run.id = %job.run_id, step.id = %job.step_id, "job failed: {e}");
+    }
+    // Always acknowledged: the step's row, not the job, says what happens next.
+    Ok(())
+}
+
+/// Renews the lease every third of its length until aborted; fires `lost` when the lease
+/// is gone (cancelled run, another worker's takeover) so the attempt stops.
+async fn renew(store: Store, lease: Lease, lease_for: Duration, lost: CancellationToken) {
+    let every = (lease_for / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        match store.step_renew_lease(&lease, lease_for, None).await {
+            Ok(_) => {}
+            Err(store::Error::LeaseLost { .. } | store::Error::StepNotFound { .. }) => {
+                lost.cancel();
+                return;
+            }
+            // A database hiccup: keep trying while the lease lasts.
+            Err(e) => {
+                tracing::warn!(run.id = %lease.run_id, step.id = %lease.step_id, "lease renewal failed: {e}")
+            }
+        }
+    }
+}
+
+/// The delay before the next attempt: the step's exponential backoff, with jitter (a
+/// random 50-100% of it), so retries of many steps do not stampede.
+fn backoff(plan: &Plan, step: &Step, attempt: i32) -> Duration {
+    let retry = plan.retry(step);
+    let base = retry.delay_after(u32::try_from(attempt.max(1)).unwrap_or(1));
+    let mut bytes = [0u8; 2];
+    let r = getrandom::fill(&mut bytes).map_or(u16::MAX, |()| u16::from_le_bytes(bytes));
+    base.mul_f64(0.5 + 0.5 * f64::from(r) / f64::from(u16::MAX))
+}
+
+/// Compiles a playbook text, resolving `invoke` against the workflows directory.
+pub fn compile(source: Source, workflows: &std::path::Path) -> Result<Plan, Error> {
+    let name = source.name.clone();
+    let references = crate::library::references_in(workflows, &[]);
+    let compiled = crate::compiler::compile_all(vec![source], &references)
+        .pop()
+        .expect("one input, one output");
+    compiled.plan.ok_or_else(|| Error::Invalid {
+        name,
+        errors: compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+            .map(|d| format!("{}:{}: {}", d.location.line, d.location.column, d.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
