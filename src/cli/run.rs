@@ -207,7 +207,7 @@ async fn watch(store: &Store, run_id: &str, live: bool) -> anyhow::Result<u8> {
                 run.id
             );
             println!(
-                "  approvals and checklists are answered with `runway approve|reject|check` (not built yet: see docs/engine.md)"
+                "  no command answers approvals or checklists yet (`runway approve|reject|check` are not built)"
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
