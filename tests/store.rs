@@ -41,6 +41,7 @@ fn new_run(steps: &[(&str, StepStatus)]) -> NewRun {
                 list: StepList::Main,
                 status: *status,
                 max_attempts: 3,
+                outputs: None,
             })
             .collect(),
     }

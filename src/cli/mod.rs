@@ -8,6 +8,7 @@ mod db;
 mod inspect;
 mod load;
 mod plan;
+mod retry;
 mod run;
 pub mod schema;
 mod validate;
@@ -57,6 +58,9 @@ enum Command {
     Logs(inspect::LogsArgs),
     /// Stop a run: running steps are stopped, completed changes are undone.
     Cancel(cancel::CancelArgs),
+    /// A new run of an ended one that keeps its completed steps' results and runs the rest
+    /// (`--from STEP`: that step and everything after it run again).
+    Retry(retry::RetryArgs),
     /// Apply database migrations (they also run on every connect).
     Migrate,
 }
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Runs(args) => inspect::runs(&args),
         Command::Logs(args) => inspect::logs(&args),
         Command::Cancel(args) => cancel::cancel(&args),
+        Command::Retry(args) => retry::retry(&args),
         Command::Migrate => cancel::migrate(),
     };
     match code {

@@ -26,6 +26,26 @@ pub fn new_run(
     params: Map<String, Value>,
     origin: &Origin,
 ) -> Result<NewRun, String> {
+    new_run_keeping(plan, definition, params, origin, &[])
+}
+
+/// A main step carried over from an earlier run: its status (succeeded or warned) and
+/// outputs stand, and it does not run again.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub step_id: String,
+    pub status: StepStatus,
+    pub outputs: Option<Value>,
+}
+
+/// A new run that keeps the results of `kept` main steps (`runway retry`).
+pub fn new_run_keeping(
+    plan: &Plan,
+    definition: &str,
+    params: Map<String, Value>,
+    origin: &Origin,
+    kept: &[Kept],
+) -> Result<NewRun, String> {
     let id = new_id();
     let params = Value::Object(params);
     let ctx = json!({
@@ -43,10 +63,31 @@ pub fn new_run(
         .map(|t| t.render(&renderer(), &ctx))
         .transpose()
         .map_err(|e| format!("cannot render `lock`: {e}"))?;
-    let statuses = vec![StepStatus::Pending; plan.playbook.steps.len()];
+    let kept_of = |id: &str| kept.iter().find(|k| k.step_id == id);
+    let statuses: Vec<StepStatus> = plan
+        .playbook
+        .steps
+        .iter()
+        .map(|s| kept_of(&s.id.value).map_or(StepStatus::Pending, |k| k.status))
+        .collect();
+    let mut ctx = ctx;
+    if let Some(by_id) = ctx.get_mut("steps").and_then(Value::as_object_mut) {
+        for k in kept {
+            by_id.insert(
+                k.step_id.clone(),
+                json!({ "status": k.status.as_str(), "outputs": k.outputs }),
+            );
+        }
+    }
     let first = progress(plan, &statuses, &ctx);
     let mut steps = Vec::new();
     for (i, s) in plan.playbook.steps.iter().enumerate() {
+        if let Some(k) = kept_of(&s.id.value) {
+            let mut step = new_step(plan, s, StepList::Main, k.status);
+            step.outputs = k.outputs.clone();
+            steps.push(step);
+            continue;
+        }
         let status = if first.ready.contains(&i) {
             StepStatus::Ready
         } else if first.skipped.iter().any(|(j, _)| *j == i) {
@@ -93,5 +134,6 @@ fn new_step(
         list,
         status,
         max_attempts: i32::try_from(plan.retry(step).attempts.max(1)).unwrap_or(i32::MAX),
+        outputs: None,
     }
 }

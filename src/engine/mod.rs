@@ -20,7 +20,7 @@ mod remote;
 pub mod secrets;
 pub mod worker;
 
-pub use create::{Origin, new_run};
+pub use create::{Kept, Origin, new_run, new_run_keeping};
 pub use decide::Decider;
 pub use secrets::Secrets;
 pub use worker::{Config, Engine, compile};

@@ -180,9 +180,12 @@ pub struct NewRun {
 pub struct NewStep {
     pub step_id: String,
     pub list: StepList,
-    /// `Pending`, `Ready` (a job is pushed once the run runs) or `Skipped`.
+    /// `Pending`, `Ready` (a job is pushed once the run runs) or `Skipped`; `Succeeded` or
+    /// `Warned` only for a step kept from an earlier run (`runway retry`), with its outputs.
     pub status: StepStatus,
     pub max_attempts: i32,
+    /// The outputs of a kept step.
+    pub outputs: Option<Value>,
 }
 
 /// Who may move a step: the state a guarded statement requires it to be in, and for a

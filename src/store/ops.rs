@@ -107,12 +107,17 @@ pub(super) fn check_run(from: RunStatus, to: RunStatus) -> Result<()> {
     }
 }
 
-/// A new run's steps start pending, ready or skipped: nothing has run yet.
+/// A new run's steps start pending, ready or skipped: nothing has run yet, except steps
+/// kept (succeeded or warned, with their outputs) from the run a retry continues.
 pub(super) fn check_new_run(new: &NewRun) -> Result<()> {
     for s in &new.steps {
         if !matches!(
             s.status,
-            StepStatus::Pending | StepStatus::Ready | StepStatus::Skipped
+            StepStatus::Pending
+                | StepStatus::Ready
+                | StepStatus::Skipped
+                | StepStatus::Succeeded
+                | StepStatus::Warned
         ) {
             return Err(Error::InvalidTransition {
                 what: "new step",
@@ -542,8 +547,8 @@ macro_rules! transitions {
                 let is_ready = step.status == StepStatus::Ready;
                 sqlx::query(
                     "INSERT INTO step_runs (run_id, step_id, position, list, status, \
-                     max_attempts, ready_at, idempotency_key, finished_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     max_attempts, ready_at, idempotency_key, finished_at, outputs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&new.id)
                 .bind(&step.step_id)
@@ -554,6 +559,7 @@ macro_rules! transitions {
                 .bind(is_ready.then_some(now))
                 .bind(format!("{}:{}", new.id, step.step_id))
                 .bind(step.status.is_terminal().then_some(now))
+                .bind(step.outputs.as_ref().map(Json))
                 .execute(&mut *tx)
                 .await?;
                 if is_ready {
