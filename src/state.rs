@@ -297,17 +297,18 @@ mod tests {
             (Running, Warned),
             (Waiting, Succeeded),
             (Waiting, Failed),
+            // A due timer (wait, approval timeout, ended child run) is claimed.
+            (Waiting, Running),
         ];
         for (from, to) in legal {
             assert!(StepStatus::can_transition(from, to), "{from} -> {to}");
         }
         // A step runs only after a claim, and a claim needs a queued job: never pending ->
-        // running; a parked step is resolved, not re-run.
+        // running; a parked step is resolved or claimed when due, never queued again.
         let illegal = [
             (Pending, Running),
             (Pending, Waiting),
             (Ready, Succeeded),
-            (Waiting, Running),
             (Waiting, Ready),
         ];
         for (from, to) in illegal {

@@ -32,6 +32,7 @@ fn new_run(steps: &[(&str, StepStatus)]) -> NewRun {
         starter: "alice".into(),
         trigger: "manual".into(),
         lock_key: None,
+        queue_on_lock: true,
         parent_run_id: None,
         parent_step_id: None,
         steps: steps

@@ -34,7 +34,14 @@ pub fn operator() -> String {
     ["RUNWAY_OPERATOR", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned())
+        .or_else(|| {
+            let uid = nix::unistd::getuid();
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| format!("uid:{}", nix::unistd::getuid()))
 }
 
 /// A multi-threaded runtime for one command.

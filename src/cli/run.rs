@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Steps run at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Refuse to start when the playbook's `lock:` is held by another run (by default the
+    /// new run is queued until the holder ends).
+    #[arg(long)]
+    no_wait: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +42,9 @@ pub struct StartArgs {
     /// Wait until the run ends (a worker must be running) and exit with its outcome.
     #[arg(long)]
     wait: bool,
+    /// Refuse to start when the playbook's `lock:` is held (default: queue behind it).
+    #[arg(long)]
+    no_wait: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +68,7 @@ async fn create(
     store: &Store,
     target: &str,
     given: &[(String, String)],
+    queue_on_lock: bool,
 ) -> anyhow::Result<Result<Run, u8>> {
     let (plan, text, params) = match load::plan_with_params(target, given)? {
         Ok(loaded) => loaded,
@@ -71,15 +79,25 @@ async fn create(
         trigger: "manual".to_owned(),
         parent: None,
     };
-    let new = match engine::new_run(&plan, &text, params, &origin) {
+    let mut new = match engine::new_run(&plan, &text, params, &origin) {
         Ok(new) => new,
         Err(message) => {
             eprintln!("error: {message}");
             return Ok(Err(exit::INVALID));
         }
     };
-    let run = store.run_create(&new).await?;
-    Ok(Ok(run))
+    new.queue_on_lock = queue_on_lock;
+    match store.run_create(&new).await {
+        Ok(run) => Ok(Ok(run)),
+        Err(crate::store::Error::LockHeld { key, holder }) => {
+            eprintln!("error: lock `{key}` is held by run {holder}; nothing was started");
+            eprintln!(
+                "  = help: wait for it (runway status {holder}), or drop --no-wait to queue behind it"
+            );
+            Ok(Err(exit::FAILED))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
@@ -87,7 +105,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
         let store = db::open().await?;
         let run = match (&args.resume, &args.playbook) {
             (Some(id), _) => store.run_get(id).await?,
-            (None, Some(target)) => match create(&store, target, &args.params).await? {
+            (None, Some(target)) => match create(&store, target, &args.params, !args.no_wait).await? {
                 Ok(run) => run,
                 Err(code) => return Ok(code),
             },
@@ -120,7 +138,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
 pub fn start(args: &StartArgs) -> anyhow::Result<u8> {
     db::runtime()?.block_on(async {
         let store = db::open().await?;
-        let run = match create(&store, &args.playbook, &args.params).await? {
+        let run = match create(&store, &args.playbook, &args.params, !args.no_wait).await? {
             Ok(run) => run,
             Err(code) => return Ok(code),
         };

@@ -117,6 +117,7 @@ pub fn new_run_keeping(
         starter: origin.starter.clone(),
         trigger: origin.trigger.clone(),
         lock_key,
+        queue_on_lock: true,
         parent_run_id: origin.parent.as_ref().map(|p| p.0.clone()),
         parent_step_id: origin.parent.as_ref().map(|p| p.1.clone()),
         steps,

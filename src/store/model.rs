@@ -169,6 +169,10 @@ pub struct NewRun {
     pub trigger: String,
     /// When set, the run starts only while it holds this lock; otherwise it is `queued`.
     pub lock_key: Option<String>,
+    /// When the lock is held by another run: `true` queues this run behind it (the
+    /// default of `runway run`/`start`), `false` refuses it with `Error::LockHeld` and
+    /// creates nothing (`--no-wait`).
+    pub queue_on_lock: bool,
     pub parent_run_id: Option<String>,
     pub parent_step_id: Option<String>,
     /// In the engine's order; a step's `position` is its index here.

@@ -531,6 +531,13 @@ macro_rules! transitions {
             if let Some(key) = &new.lock_key {
                 // The run row exists now, so the lock row can reference it.
                 holder = lock_insert(&mut *tx, key, &new.id, now).await?;
+                if let Some(holder) = holder.as_ref().filter(|_| !new.queue_on_lock) {
+                    // The caller's transaction rolls back: nothing of this run remains.
+                    return Err(Error::LockHeld {
+                        key: key.clone(),
+                        holder: holder.clone(),
+                    });
+                }
                 if holder.is_none() {
                     status = RunStatus::Running;
                     sqlx::query(
@@ -745,13 +752,14 @@ macro_rules! transitions {
                 });
             };
             let step: StepRun = row.try_into()?;
-            let event = NewEvent::step(
+            let mut events = vec![NewEvent::step(
                 "step.running",
                 step_id,
                 step.attempt,
                 json!({ "worker": worker, "lease_expires_at": expires }),
-            );
-            append(&mut tx, run_id, &[event], now).await?;
+            )];
+            run_settle(&mut tx, run_id, &mut events).await?;
+            append(&mut tx, run_id, &events, now).await?;
             tx.commit().await?;
             Ok(step)
         }
@@ -855,6 +863,7 @@ macro_rules! transitions {
                 .await?;
             }
             advance(&mut tx, run_id, step_id, decide, now, &mut events, &mut wakes).await?;
+            run_settle(&mut tx, run_id, &mut events).await?;
             push_jobs(&mut tx, &wakes).await?;
             append(&mut tx, run_id, &events, now).await?;
             tx.commit().await?;
@@ -989,6 +998,43 @@ macro_rules! transitions {
             Ok(())
         }
 
+        /// Keeps the run's `running`/`waiting` status true to its steps: `waiting` when
+        /// nothing is ready or running and something waits (for a person, a timer, a child
+        /// run), `running` again when something is. The caller holds the run's lock.
+        async fn run_settle(
+            conn: &mut Conn,
+            run_id: &str,
+            events: &mut Vec<NewEvent>,
+        ) -> Result<()> {
+            let (active, waiting): (i64, i64) = sqlx::query_as(
+                "SELECT \
+                 COALESCE(SUM(CASE WHEN status IN ('ready', 'running') THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) \
+                 FROM step_runs WHERE run_id = $1",
+            )
+            .bind(run_id)
+            .fetch_one(&mut *conn)
+            .await?;
+            let (from, to) = if active == 0 && waiting > 0 {
+                ("running", "waiting")
+            } else if active > 0 {
+                ("waiting", "running")
+            } else {
+                return Ok(());
+            };
+            let moved = sqlx::query("UPDATE runs SET status = $3 WHERE id = $1 AND status = $2")
+                .bind(run_id)
+                .bind(from)
+                .bind(to)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if moved > 0 {
+                events.push(NewEvent::run(format!("run.{to}"), json!({ "from": from })));
+            }
+            Ok(())
+        }
+
         /// Lets the engine decide what follows from the run's rows now, in one transaction
         /// (after a restart, or when a lock hands the run over).
         pub(in crate::store) async fn run_advance(
@@ -1003,6 +1049,7 @@ macro_rules! transitions {
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
             let (mut events, mut wakes) = (Vec::new(), Vec::new());
             advance(&mut tx, run_id, "(advance)", decide, now, &mut events, &mut wakes).await?;
+            run_settle(&mut tx, run_id, &mut events).await?;
             push_jobs(&mut tx, &wakes).await?;
             append(&mut tx, run_id, &events, now).await?;
             let run = fetch_run(&mut tx, run_id).await?;
@@ -1060,6 +1107,7 @@ macro_rules! transitions {
                     }
                     advance(&mut tx, run_id, "(cancel)", decide, now, &mut events, &mut wakes)
                         .await?;
+                    run_settle(&mut tx, run_id, &mut events).await?;
                 }
                 actual => {
                     return Err(Error::RunNotIn {
@@ -1114,13 +1162,14 @@ macro_rules! transitions {
                     .await?;
             }
             let run = run_insert(&mut tx, child, now).await?;
-            let event = NewEvent::step(
+            let mut events = vec![NewEvent::step(
                 "step.waiting",
                 &lease.step_id,
                 lease.attempt,
                 json!({ "worker": lease.worker, "until": until, "child_run_id": child.id }),
-            );
-            append(&mut tx, &lease.run_id, &[event], now).await?;
+            )];
+            run_settle(&mut tx, &lease.run_id, &mut events).await?;
+            append(&mut tx, &lease.run_id, &events, now).await?;
             tx.commit().await?;
             Ok(run)
         }
@@ -1221,13 +1270,14 @@ macro_rules! transitions {
                 // The timer: its job finds the step waiting and due (see `step_claim`).
                 push_jobs(&mut tx, &[Wake::new(run_id, step_id, step.attempt, Some(at))]).await?;
             }
-            let event = NewEvent::step(
+            let mut events = vec![NewEvent::step(
                 "step.waiting",
                 step_id,
                 step.attempt,
                 json!({ "worker": g_worker, "until": until }),
-            );
-            append(&mut tx, run_id, &[event], now).await?;
+            )];
+            run_settle(&mut tx, run_id, &mut events).await?;
+            append(&mut tx, run_id, &events, now).await?;
             tx.commit().await?;
             Ok(step)
         }
