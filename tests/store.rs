@@ -13,8 +13,8 @@ use anyhow::{Context, Result, ensure};
 use chrono::{Duration as Span, Utc};
 use runway::state::{RunStatus, StepStatus};
 use runway::store::{
-    Decision, Error, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep, Retry, StepList,
-    StepRun, Store, new_id,
+    Advance, Decide, Decision, Error, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep,
+    Retry, Run, StepList, StepRun, Store, new_id,
 };
 use serde_json::json;
 
@@ -106,7 +106,286 @@ conformance!(
     database_refuses_update_and_delete_of_events,
     verify_names_an_event_edited_behind_the_store,
     jobs_delete_finished_removes_only_old_finished_jobs,
+    decider_sees_concurrent_finishes_so_a_join_is_readied_once,
+    decider_can_end_the_run_and_wake_a_waiting_parent,
+    cancel_stops_open_main_steps_and_asks_the_decider,
+    park_with_child_creates_the_child_and_parks_the_parent_together,
+    run_waits_while_only_parked_steps_remain,
+    lock_without_queueing_is_refused_and_creates_nothing,
+    kept_steps_start_finished_with_their_outputs,
 );
+
+/// A decider for tests: `j` (the join) becomes ready once `a` and `b` are both
+/// succeeded; the run succeeds once `j` is; any cancelled main step ends the run
+/// cancelled; `wake` is added to every answer that ends the run.
+struct JoinDecider {
+    wake: Option<(String, String)>,
+}
+
+impl Decide for JoinDecider {
+    fn decide(&self, _run: &Run, steps: &[StepRun]) -> Advance {
+        let status = |id: &str| steps.iter().find(|s| s.step_id == id).map(|s| s.status);
+        let mut adv = Advance::default();
+        let main = steps.iter().filter(|s| s.list == StepList::Main);
+        if main.clone().any(|s| s.status == StepStatus::Cancelled) {
+            adv.run_status = Some(RunStatus::Cancelled);
+        } else if status("a") == Some(StepStatus::Succeeded)
+            && status("b") == Some(StepStatus::Succeeded)
+            && status("j") == Some(StepStatus::Pending)
+        {
+            adv.then.push(Decision::ready("j"));
+        } else if status("j") == Some(StepStatus::Succeeded) {
+            adv.run_status = Some(RunStatus::Succeeded);
+        }
+        if adv.run_status.is_some() {
+            adv.wake.extend(self.wake.clone());
+        }
+        adv
+    }
+}
+
+async fn claim(store: &Store, run_id: &str, step: &str) -> Result<Lease> {
+    store
+        .step_claim(run_id, step, "w1", HOUR)
+        .await?
+        .lease()
+        .context("leased")
+}
+
+async fn decider_sees_concurrent_finishes_so_a_join_is_readied_once(db: Db) -> Result<()> {
+    let store = &db.store;
+    for _ in 0..5 {
+        let run = store
+            .run_create(&new_run(&[
+                ("a", StepStatus::Ready),
+                ("b", StepStatus::Ready),
+                ("j", StepStatus::Pending),
+            ]))
+            .await?;
+        let (la, lb) = (
+            claim(store, &run.id, "a").await?,
+            claim(store, &run.id, "b").await?,
+        );
+        let d = JoinDecider { wake: None };
+        let ok = Finish::new(StepStatus::Succeeded);
+        // Both finish at once: whichever commits second must see the first's result.
+        let (ga, gb) = (Guard::Lease(la), Guard::Lease(lb));
+        let (ra, rb) = tokio::join!(
+            store.step_finish_with(&ga, &ok, &d),
+            store.step_finish_with(&gb, &ok, &d),
+        );
+        ra?;
+        rb?;
+        assert_eq!(step(store, &run.id, "j").await?.status, StepStatus::Ready);
+        let j_jobs = jobs(store)
+            .await
+            .into_iter()
+            .filter(|q| q.job.run_id == run.id && q.job.step_id == "j")
+            .count();
+        assert_eq!(j_jobs, 1, "the join is woken exactly once");
+    }
+    Ok(())
+}
+
+async fn decider_can_end_the_run_and_wake_a_waiting_parent(db: Db) -> Result<()> {
+    let store = &db.store;
+    let parent = store
+        .run_create(&new_run(&[("call", StepStatus::Ready)]))
+        .await?;
+    let lease = claim(store, &parent.id, "call").await?;
+    store.step_park(&Guard::Lease(lease), None).await?;
+    let child = store
+        .run_create(&new_run(&[("j", StepStatus::Ready)]))
+        .await?;
+    let lj = claim(store, &child.id, "j").await?;
+    let d = JoinDecider {
+        wake: Some(pair(&parent.id, "call")),
+    };
+    store
+        .step_finish_with(&Guard::Lease(lj), &Finish::new(StepStatus::Succeeded), &d)
+        .await?;
+    assert_eq!(store.run_get(&child.id).await?.status, RunStatus::Succeeded);
+    // The parent's waiting step is due now and has a job: a worker claims it and reads
+    // the child's outcome.
+    let call = step(store, &parent.id, "call").await?;
+    assert_eq!(call.status, StepStatus::Waiting);
+    assert!(call.ready_at.is_some());
+    assert!(pending(store).await.contains(&pair(&parent.id, "call")));
+    let again = store.step_claim(&parent.id, "call", "w2", HOUR).await?;
+    assert_eq!(again.status, StepStatus::Running);
+    assert_eq!(again.attempt, 1, "a due timer continues the same attempt");
+    Ok(())
+}
+
+async fn cancel_stops_open_main_steps_and_asks_the_decider(db: Db) -> Result<()> {
+    let store = &db.store;
+    let mut new = new_run(&[
+        ("a", StepStatus::Ready),
+        ("b", StepStatus::Ready),
+        ("j", StepStatus::Pending),
+    ]);
+    new.steps.push(NewStep {
+        step_id: "undo-a".into(),
+        list: StepList::Compensation,
+        status: StepStatus::Pending,
+        max_attempts: 1,
+        outputs: None,
+    });
+    let run = store.run_create(&new).await?;
+    let la = claim(store, &run.id, "a").await?;
+    let d = JoinDecider { wake: None };
+    let cancelled = store
+        .run_cancel(&run.id, "alice", "wrong school", &d)
+        .await?;
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    for id in ["a", "b", "j"] {
+        assert_eq!(
+            step(store, &run.id, id).await?.status,
+            StepStatus::Cancelled,
+            "{id}"
+        );
+    }
+    // The worker running `a` finds its lease gone at its next renewal, and stops.
+    assert!(matches!(
+        store.step_renew_lease(&la, HOUR, None).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    let events = store.events_of_run(&run.id).await?;
+    let requested = events
+        .iter()
+        .find(|e| e.kind == "run.cancel_requested")
+        .context("cancel recorded")?;
+    assert_eq!(requested.data["by"], "alice");
+    assert_eq!(requested.data["reason"], "wrong school");
+    // An ended run cannot be cancelled again, and nothing changes.
+    let before = snapshot(store, &run.id).await?;
+    assert!(matches!(
+        store.run_cancel(&run.id, "bob", "again", &d).await,
+        Err(Error::RunNotIn { .. })
+    ));
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    Ok(())
+}
+
+async fn park_with_child_creates_the_child_and_parks_the_parent_together(db: Db) -> Result<()> {
+    let store = &db.store;
+    let parent = store
+        .run_create(&new_run(&[("call", StepStatus::Ready)]))
+        .await?;
+    let lease = claim(store, &parent.id, "call").await?;
+    let mut child = new_run(&[("j", StepStatus::Ready)]);
+    child.parent_run_id = Some(parent.id.clone());
+    child.parent_step_id = Some("call".into());
+    let until = Utc::now() + Span::hours(1);
+    let created = store
+        .step_park_with_child(&lease, Some(until), &child)
+        .await?;
+    assert_eq!(created.parent_run_id.as_deref(), Some(parent.id.as_str()));
+    assert_eq!(
+        step(store, &parent.id, "call").await?.status,
+        StepStatus::Waiting
+    );
+    let found = store
+        .run_child(&parent.id, "call")
+        .await?
+        .context("child")?;
+    assert_eq!(found.id, child.id);
+    assert!(pending(store).await.contains(&pair(&child.id, "j")));
+    assert!(store.run_child(&parent.id, "other").await?.is_none());
+    // A second park with the same lease is refused and creates no second child.
+    let mut second = new_run(&[("j", StepStatus::Ready)]);
+    second.parent_run_id = Some(parent.id.clone());
+    second.parent_step_id = Some("call".into());
+    assert!(matches!(
+        store.step_park_with_child(&lease, None, &second).await,
+        Err(Error::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        store.run_get(&second.id).await,
+        Err(Error::RunNotFound(_))
+    ));
+    Ok(())
+}
+
+async fn run_waits_while_only_parked_steps_remain(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("approve", StepStatus::Ready),
+        ]))
+        .await?;
+    let la = claim(store, &run.id, "a").await?;
+    let lp = claim(store, &run.id, "approve").await?;
+    store.step_park(&Guard::Lease(lp), None).await?;
+    assert_eq!(
+        store.run_get(&run.id).await?.status,
+        RunStatus::Running,
+        "a still runs"
+    );
+    store
+        .step_finish(&Guard::Lease(la), &Finish::new(StepStatus::Succeeded))
+        .await?;
+    assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Waiting);
+    let kinds_now = kinds(&store.events_of_run(&run.id).await?)
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    assert!(kinds_now.contains(&"run.waiting".to_owned()));
+    // A decision on the parked step settles the run again.
+    let waiting = Guard::Waiting {
+        run_id: run.id.clone(),
+        step_id: "approve".into(),
+    };
+    store
+        .step_finish(&waiting, &Finish::new(StepStatus::Succeeded))
+        .await?;
+    assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Waiting);
+    Ok(())
+}
+
+async fn lock_without_queueing_is_refused_and_creates_nothing(db: Db) -> Result<()> {
+    let store = &db.store;
+    let mut first = new_run(&[("a", StepStatus::Ready)]);
+    first.lock_key = Some("school/north".into());
+    let first = store.run_create(&first).await?;
+    let jobs_before = jobs(store).await.len();
+    let mut second = new_run(&[("a", StepStatus::Ready)]);
+    second.lock_key = Some("school/north".into());
+    second.queue_on_lock = false;
+    match store.run_create(&second).await {
+        Err(Error::LockHeld { key, holder }) => {
+            assert_eq!(key, "school/north");
+            assert_eq!(holder, first.id);
+        }
+        other => anyhow::bail!("expected LockHeld, got {other:?}"),
+    }
+    assert!(matches!(
+        store.run_get(&second.id).await,
+        Err(Error::RunNotFound(_))
+    ));
+    assert_eq!(jobs(store).await.len(), jobs_before);
+    Ok(())
+}
+
+async fn kept_steps_start_finished_with_their_outputs(db: Db) -> Result<()> {
+    let store = &db.store;
+    let mut new = new_run(&[("a", StepStatus::Succeeded), ("b", StepStatus::Ready)]);
+    new.steps[0].outputs = Some(json!({ "n": 7 }));
+    let run = store.run_create(&new).await?;
+    let a = step(store, &run.id, "a").await?;
+    assert_eq!(a.status, StepStatus::Succeeded);
+    assert_eq!(a.outputs, Some(json!({ "n": 7 })));
+    assert!(!pending(store).await.contains(&pair(&run.id, "a")));
+    assert!(pending(store).await.contains(&pair(&run.id, "b")));
+    // Running and failed are never where a new run starts.
+    let bad = new_run(&[("a", StepStatus::Running)]);
+    assert!(matches!(
+        store.run_create(&bad).await,
+        Err(Error::InvalidTransition { .. })
+    ));
+    Ok(())
+}
 
 async fn connecting_again_reruns_migrations(db: Db) -> Result<()> {
     let run = db
