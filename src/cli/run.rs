@@ -179,20 +179,46 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
 
 /// Prints each step's changes until the run ends; returns the exit code of its outcome.
 async fn watch(store: &Store, run_id: &str, live: bool) -> anyhow::Result<u8> {
+    use std::io::{IsTerminal as _, Write as _};
+    const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let tty = live && std::io::stdout().is_terminal();
     let mut seen: HashMap<String, (StepStatus, i32)> = HashMap::new();
     let mut told_waiting = false;
+    let mut tick = 0usize;
     loop {
         let run = store.run_get(run_id).await?;
         let steps = store.steps_of_run(run_id).await?;
+        if tty {
+            // Clears the spinner line before anything else is printed.
+            print!("\r\x1b[K");
+        }
         for s in &steps {
             let key = (s.status, s.attempt);
             if seen.get(&s.step_id) == Some(&key) || s.status == StepStatus::Pending {
                 continue;
             }
             seen.insert(s.step_id.clone(), key);
-            if live || s.status.is_terminal() {
+            if (live && !(tty && s.status == StepStatus::Running)) || s.status.is_terminal() {
                 println!("{}", step_line(s));
             }
+        }
+        if tty {
+            let now = chrono::Utc::now();
+            let running: Vec<String> = steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Running)
+                .map(|s| {
+                    let secs = s
+                        .started_at
+                        .map_or(0.0, |t| (now - t).num_milliseconds() as f64 / 1000.0);
+                    format!("{} {secs:.0}s", s.step_id)
+                })
+                .collect();
+            if !running.is_empty() {
+                tick += 1;
+                print!("  {} {}", SPINNER[tick % SPINNER.len()], running.join(", "));
+            }
+            let _ = std::io::stdout().flush();
         }
         if run.status.is_terminal() {
             println!(

@@ -17,6 +17,7 @@ use apalis_core::worker::builder::WorkerBuilder;
 use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::limit::ConcurrencyLimitLayer;
 
 use super::attempt::{Action, Ended, Input, attempt};
 use super::context::{context, template_data};
@@ -414,7 +415,11 @@ impl Engine {
     pub async fn work(self: Arc<Engine>, stop: CancellationToken) -> Result<(), Error> {
         let reaper = tokio::spawn(self.clone().reap(stop.clone()));
         let name = self.worker_id.clone();
-        let batch = self.config.concurrency.max(1);
+        let slots = self.config.concurrency.max(1);
+        // One job per fetch, and no fetch while every slot is busy (the concurrency layer
+        // makes the worker's service not ready, which stops apalis polling): jobs this
+        // worker cannot start yet stay in the queue for the other workers.
+        let batch = 1;
         let poll = self.config.poll_every;
         let shutdown = {
             let stop = stop.clone();
@@ -438,6 +443,7 @@ impl Engine {
                     .poll_with_strategy(strategy);
                 WorkerBuilder::new(name)
                     .backend(backend)
+                    .layer(ConcurrencyLimitLayer::new(slots))
                     .data(self.clone())
                     .build(job_handler)
                     .run_until(shutdown)
@@ -454,6 +460,7 @@ impl Engine {
                     .poll_with_strategy(Strategy::new().interval(poll));
                 WorkerBuilder::new(name)
                     .backend(backend)
+                    .layer(ConcurrencyLimitLayer::new(slots))
                     .data(self.clone())
                     .build(job_handler)
                     .run_until(shutdown)
