@@ -166,13 +166,13 @@ impl Decide for Decider<'_> {
                 adv.then.push(Decision::skipped(c.id.value.clone()));
             }
         }
-        if !next_in_sequence(&order, &by_id, &mut adv) {
+        if !next_in_sequence(&order, &by_id, &ctx, &mut adv) {
             return finish(adv, run);
         }
         // Then on_failure, after a failure only.
         let on_failure: Vec<&Step> = plan.playbook.on_failure.iter().collect();
         if ending == Ending::Failed {
-            if !next_in_sequence(&on_failure, &by_id, &mut adv) {
+            if !next_in_sequence(&on_failure, &by_id, &ctx, &mut adv) {
                 return finish(adv, run);
             }
         } else {
@@ -218,17 +218,32 @@ impl Decide for Decider<'_> {
 
 /// Drives `sequence` one step at a time: returns true when every step of it is terminal;
 /// otherwise makes the next pending one ready (unless one is still open) and returns false.
+/// A step whose `when:` is false is skipped; one whose `when:` cannot be evaluated fails
+/// (and the sequence goes on: unwinding is best effort).
 fn next_in_sequence(
     sequence: &[&Step],
     by_id: &HashMap<&str, &StepRun>,
+    ctx: &serde_json::Value,
     adv: &mut Advance,
 ) -> bool {
     for s in sequence {
         match status_of(by_id, &s.id.value) {
-            Some(StepStatus::Pending) => {
-                adv.then.push(Decision::ready(s.id.value.clone()));
-                return false;
-            }
+            Some(StepStatus::Pending) => match s.when.as_ref().map(|w| w.value.eval(ctx)) {
+                None | Some(Ok(true)) => {
+                    adv.then.push(Decision::ready(s.id.value.clone()));
+                    return false;
+                }
+                Some(Ok(false)) => {
+                    let mut d = Decision::skipped(s.id.value.clone());
+                    d.error = Some("WhenFalse".to_owned());
+                    adv.then.push(d);
+                }
+                Some(Err(e)) => adv.then.push(Decision {
+                    step_id: s.id.value.clone(),
+                    status: StepStatus::Failed,
+                    error: Some(format!("`when` could not be evaluated: {e}")),
+                }),
+            },
             Some(st) if !st.is_terminal() => return false,
             _ => {}
         }
