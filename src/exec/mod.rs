@@ -1,8 +1,14 @@
-//! Running a step's action on this machine. Today that is the `shell` kind: [`run`] takes a
+//! Running a step's action from this machine. For the `shell` kind, [`run`] takes a
 //! [`ShellSpec`] whose templates the engine has already rendered, runs one attempt of it as
 //! a real process, and returns a [`ShellOutcome`] that says how it ended and what it left.
+//! The other kinds that act on the world have one function each, in the same shape: rendered
+//! input and a cancel token in, one attempt's outcome out. [`http::request`] sends one HTTP
+//! request ([`HttpRequest`] to [`HttpOutcome`]), [`sql::query`] runs one statement against
+//! PostgreSQL ([`SqlQuery`] to [`SqlOutcome`]) and [`notify::send`] POSTs a message to a
+//! webhook ([`Notification`]). Their module docs say what each does with redirects, limits,
+//! types, timeouts and credentials; the rest of this page is about `shell`.
 //!
-//! The executor knows nothing of runs, stores or retries: it runs one attempt and reports.
+//! Each executor knows nothing of runs, stores or retries: it runs one attempt and reports.
 //! The engine decides what the outcome means (a non-zero exit fails the step, an
 //! [`ShellOutcome::output_error`] fails it too, a checkpoint is persisted whatever happened).
 //! [`Error`] is only for attempts that could not start or be watched at all.
@@ -71,16 +77,23 @@
 
 mod capture;
 mod files;
+pub mod http;
+pub mod notify;
+mod pg_json;
 mod reap;
 mod shell;
+pub mod sql;
 mod workspace;
 
 pub use capture::Captured;
 pub use files::{StepFile, StepFileError};
+pub use http::{HttpBody, HttpError, HttpOutcome, HttpRequest};
+pub use notify::Notification;
 pub use shell::{
     DEFAULT_GRACE, DEFAULT_TIMEOUT, End, Limits, PIPE_DRAIN, Program, RunwayEnv, ShellOutcome,
     ShellSpec, run,
 };
+pub use sql::{SqlError, SqlOutcome, SqlQuery};
 
 /// Why an attempt could not be started or watched. Anything the step itself did (its exit
 /// status, a bad `RUNWAY_OUTPUT`) is part of the [`ShellOutcome`] instead.
