@@ -11,6 +11,7 @@ mod plan;
 mod retry;
 mod run;
 pub mod schema;
+mod sim;
 mod validate;
 
 use std::process::ExitCode;
@@ -63,6 +64,8 @@ enum Command {
     Retry(retry::RetryArgs),
     /// Apply database migrations (they also run on every connect).
     Migrate,
+    /// The bundled simulated school platform the shipped playbooks run against (docs/sim.md).
+    Sim(sim::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => cancel::cancel(&args),
         Command::Retry(args) => retry::retry(&args),
         Command::Migrate => cancel::migrate(),
+        Command::Sim(args) => sim::run(&args),
     };
     match code {
         Ok(code) => ExitCode::from(code),
