@@ -71,12 +71,14 @@ impl Decide for Decider<'_> {
                 (false, true) => StepStatus::Failed,
                 (false, false) => StepStatus::Warned,
             };
-            let error = (!verdict.go).then(|| {
-                format!(
+            let error = match (verdict.go, verdict.none_ran) {
+                (true, _) => None,
+                (false, true) => Some("NO-GO: none of its checks ran (all skipped)".to_owned()),
+                (false, false) => Some(format!(
                     "NO-GO: failed checks: {}",
                     names(&verdict.failed).join(", ")
-                )
-            });
+                )),
+            };
             adv.then.push(Decision {
                 step_id: steps[*i].id.value.clone(),
                 status,
@@ -91,6 +93,7 @@ impl Decide for Decider<'_> {
                     "failed": names(&verdict.failed),
                     "warned": names(&verdict.warned),
                     "passed": names(&verdict.passed),
+                    "none_ran": verdict.none_ran,
                 }),
             ));
         }

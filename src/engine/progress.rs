@@ -3,8 +3,10 @@
 //!
 //! Rules (docs/playbooks.md states them for users):
 //! - A step is decided once every step it needs is terminal.
-//! - A step whose needs were all skipped is skipped; a step with no needs is never skipped
-//!   for that reason.
+//! - A step whose explicit `needs` were all skipped is skipped; a step that only follows
+//!   skipped steps in list order runs, and a step with no needs is never skipped for that
+//!   reason.
+//! - A gate whose checks were all skipped says NO-GO: no evidence is not a GO.
 //! - `when:` false skips the step; a `when:` that cannot be evaluated (a missing output)
 //!   fails it with the evaluation error.
 //! - A failed step (a critical failure; non-critical failures are `warned`) fails the run,
@@ -39,6 +41,8 @@ pub struct Verdict {
     pub warned: Vec<usize>,
     /// Checks that passed or were skipped.
     pub passed: Vec<usize>,
+    /// Every check was skipped: NO-GO, since nothing was checked.
+    pub none_ran: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +98,13 @@ pub fn progress(plan: &Plan, statuses: &[StepStatus], context: &Value) -> Progre
                 };
                 out.verdicts.push((i, verdict));
                 status
-            } else if !deps.is_empty() && deps.iter().all(|&j| st[j] == StepStatus::Skipped) {
+            } else if steps[i].needs.is_some()
+                && !deps.is_empty()
+                && deps.iter().all(|&j| st[j] == StepStatus::Skipped)
+            {
+                // Only explicit `needs` propagate a skip: a step that merely follows a
+                // skipped one in list order still runs (`when: false` on one step of a
+                // sequence must not end the sequence).
                 out.skipped.push((i, SkipReason::NeedsSkipped));
                 StepStatus::Skipped
             } else if deps.iter().any(|&j| st[j] == StepStatus::Failed) {
@@ -167,6 +177,7 @@ fn verdict(checks: &[usize], st: &[StepStatus]) -> Verdict {
         failed: Vec::new(),
         warned: Vec::new(),
         passed: Vec::new(),
+        none_ran: false,
     };
     for &j in checks {
         match st[j] {
@@ -175,7 +186,8 @@ fn verdict(checks: &[usize], st: &[StepStatus]) -> Verdict {
             _ => v.passed.push(j),
         }
     }
-    v.go = v.failed.is_empty();
+    v.none_ran = !checks.is_empty() && checks.iter().all(|&j| st[j] == StepStatus::Skipped);
+    v.go = v.failed.is_empty() && !v.none_ran;
     v
 }
 
@@ -289,13 +301,44 @@ mod tests {
             "  - { id: d, needs: [b, c], noop: {} }\n",
         ));
         let out = progress(&p, &[Pending, Pending, Pending, Pending], &ctx());
+        assert_eq!(out.skipped, vec![(0, SkipReason::WhenFalse)]);
+        assert_eq!(
+            ids(&p, &out.ready),
+            ["b", "c"],
+            "b only follows a in list order, so it runs"
+        );
+        let out = progress(&p, &[Skipped, Succeeded, Succeeded, Pending], &ctx());
+        assert_eq!(ids(&p, &out.ready), ["d"]);
+
+        let p = plan(concat!(
+            "  - { id: a, when: 'params.level > 2', noop: {} }\n",
+            "  - { id: b, needs: [a], noop: {} }\n",
+            "  - { id: c, needs: [b], noop: {} }\n",
+            "  - { id: d, noop: {} }\n",
+        ));
+        let out = progress(&p, &[Pending, Pending, Pending, Pending], &ctx());
         assert_eq!(
             out.skipped,
-            vec![(0, SkipReason::WhenFalse), (1, SkipReason::NeedsSkipped)]
+            vec![
+                (0, SkipReason::WhenFalse),
+                (1, SkipReason::NeedsSkipped),
+                (2, SkipReason::NeedsSkipped)
+            ],
+            "explicit needs propagate the skip"
         );
-        assert_eq!(ids(&p, &out.ready), ["c"]);
-        let out = progress(&p, &[Skipped, Skipped, Succeeded, Pending], &ctx());
-        assert_eq!(ids(&p, &out.ready), ["d"], "d also needs c, which ran");
+        assert_eq!(ids(&p, &out.ready), ["d"]);
+    }
+
+    #[test]
+    fn a_gate_whose_checks_were_all_skipped_says_no_go() {
+        let p = plan(concat!(
+            "  - { id: a, when: 'params.level > 2', noop: {} }\n",
+            "  - { id: g, needs: [a], gate: {} }\n",
+        ));
+        let out = progress(&p, &[Skipped, Pending], &ctx());
+        assert_eq!(out.verdicts.len(), 1);
+        assert!(!out.verdicts[0].1.go && out.verdicts[0].1.none_ran);
+        assert_eq!(out.outcome, Some(Outcome::Failed { step: 1 }));
     }
 
     #[test]
@@ -371,7 +414,8 @@ mod tests {
                     go: true,
                     failed: vec![],
                     warned: vec![1],
-                    passed: vec![0]
+                    passed: vec![0],
+                    none_ran: false,
                 }
             )]
         );
