@@ -810,13 +810,37 @@ macro_rules! transitions {
             for d in &finish.then {
                 check_step(StepStatus::Pending, d.status)?;
             }
-            let (run_id, step_id) = (guard.run_id(), guard.step_id());
-            let (g_status, g_worker, g_attempt) = guard_binds(guard);
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            let run_status = lock_run(&mut tx, run_id)
+            let run_status = lock_run(&mut tx, guard.run_id())
                 .await?
-                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+                .ok_or_else(|| Error::RunNotFound(guard.run_id().to_owned()))?;
+            let (mut events, mut wakes) = (Vec::new(), Vec::new());
+            let step = finish_in(
+                &mut tx, run_status, guard, finish, decide, now, &mut events, &mut wakes,
+            )
+            .await?;
+            push_jobs(&mut tx, &wakes).await?;
+            append(&mut tx, guard.run_id(), &events, now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
+
+        /// The body of `step_finish` on the caller's transaction, which holds the run's
+        /// lock; the caller pushes `wakes` and appends `events`.
+        #[allow(clippy::too_many_arguments)]
+        async fn finish_in(
+            tx: &mut Conn,
+            run_status: RunStatus,
+            guard: &Guard,
+            finish: &Finish,
+            decide: &dyn Decide,
+            now: i64,
+            events: &mut Vec<NewEvent>,
+            wakes: &mut Vec<Wake>,
+        ) -> Result<StepRun> {
+            let (run_id, step_id) = (guard.run_id(), guard.step_id());
+            let (g_status, g_worker, g_attempt) = guard_binds(guard);
             let row = sqlx::query_as::<_, StepRow>(guarded!(
                 "status = $6, outputs = $7, checkpoint = COALESCE($8, checkpoint), \
                  error = $9, finished_at = $10, lease_owner = NULL, lease_expires_at = NULL, \
@@ -835,10 +859,10 @@ macro_rules! transitions {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else {
-                return Err(guard_error(&mut tx, guard).await);
+                return Err(guard_error(&mut *tx, guard).await);
             };
             let step: StepRun = row.try_into()?;
-            let mut events = vec![NewEvent::step(
+            events.push(NewEvent::step(
                 format!("step.{}", finish.status.as_str()),
                 step_id,
                 step.attempt,
@@ -850,23 +874,15 @@ macro_rules! transitions {
                         "step_id": d.step_id, "status": d.status.as_str()
                     })).collect::<Vec<_>>(),
                 }),
-            )];
-            let mut wakes = Vec::new();
-            apply_decisions(&mut tx, run_id, step_id, &finish.then, now, &mut events, &mut wakes)
-                .await?;
+            ));
+            apply_decisions(tx, run_id, step_id, &finish.then, now, events, wakes).await?;
             events.extend(finish.events.iter().cloned());
             if let Some(to) = finish.run_status {
                 check_run(run_status, to)?;
-                run_move(
-                    &mut tx, run_id, run_status, to, None, now, &mut events, &mut wakes,
-                )
-                .await?;
+                run_move(tx, run_id, run_status, to, None, now, events, wakes).await?;
             }
-            advance(&mut tx, run_id, step_id, decide, now, &mut events, &mut wakes).await?;
-            run_settle(&mut tx, run_id, &mut events).await?;
-            push_jobs(&mut tx, &wakes).await?;
-            append(&mut tx, run_id, &events, now).await?;
-            tx.commit().await?;
+            advance(tx, run_id, step_id, decide, now, events, wakes).await?;
+            run_settle(tx, run_id, events).await?;
             Ok(step)
         }
 
