@@ -51,3 +51,17 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
+
+/// The operator with their roles (`RUNWAY_OPERATOR_ROLES`, comma-separated), for
+/// approvals that name `role:NAME`.
+pub fn operator_with_roles() -> crate::engine::human::Operator {
+    crate::engine::human::Operator {
+        name: operator(),
+        roles: std::env::var("RUNWAY_OPERATOR_ROLES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect(),
+    }
+}

@@ -5,6 +5,7 @@
 
 mod cancel;
 mod db;
+mod decide;
 mod inspect;
 mod load;
 mod plan;
@@ -57,6 +58,12 @@ enum Command {
     Runs(inspect::RunsArgs),
     /// A run's events (its evidence), with step output excerpts.
     Logs(inspect::LogsArgs),
+    /// Approve a waiting approval step (counts toward its quorum).
+    Approve(decide::ApproveArgs),
+    /// Reject a waiting approval step: it fails with your reason.
+    Reject(decide::RejectArgs),
+    /// Answer one item of a waiting checklist step.
+    Check(decide::CheckArgs),
     /// Stop a run: running steps are stopped, completed changes are undone.
     Cancel(cancel::CancelArgs),
     /// A new run of an ended one that keeps its completed steps' results and runs the rest
@@ -81,6 +88,9 @@ pub fn main() -> ExitCode {
         Command::Status(args) => inspect::status(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Logs(args) => inspect::logs(&args),
+        Command::Approve(args) => decide::approve(&args),
+        Command::Reject(args) => decide::reject(&args),
+        Command::Check(args) => decide::check(&args),
         Command::Cancel(args) => cancel::cancel(&args),
         Command::Retry(args) => retry::retry(&args),
         Command::Migrate => cancel::migrate(),

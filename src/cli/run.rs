@@ -183,7 +183,8 @@ async fn watch(store: &Store, run_id: &str, live: bool) -> anyhow::Result<u8> {
     const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
     let tty = live && std::io::stdout().is_terminal();
     let mut seen: HashMap<String, (StepStatus, i32)> = HashMap::new();
-    let mut told_waiting = false;
+    let mut told: std::collections::HashSet<(String, i32)> = Default::default();
+    let mut plan: Option<crate::plan::Plan> = None;
     let mut tick = 0usize;
     loop {
         let run = store.run_get(run_id).await?;
@@ -235,26 +236,67 @@ async fn watch(store: &Store, run_id: &str, live: bool) -> anyhow::Result<u8> {
                 _ => exit::FAILED,
             });
         }
-        let humans: Vec<&str> = steps
+        for s in steps
             .iter()
             .filter(|s| s.status == StepStatus::Waiting && s.ready_at.is_none())
-            .map(|s| s.step_id.as_str())
-            .collect();
-        let busy = steps
-            .iter()
-            .any(|s| matches!(s.status, StepStatus::Ready | StepStatus::Running));
-        if !humans.is_empty() && !busy && !told_waiting {
-            told_waiting = true;
+        {
+            if told.insert((s.step_id.clone(), s.attempt)) {
+                let plan = match &plan {
+                    Some(p) => p,
+                    None => plan.insert(crate::engine::compile(
+                        crate::source::Source {
+                            name: run.playbook.clone(),
+                            text: run.definition.clone(),
+                        },
+                        &crate::library::workflows_dir(),
+                    )?),
+                };
+                print_human_step(plan, &run, &s.step_id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Tells the person what the run waits for and the exact command that answers it.
+fn print_human_step(plan: &crate::plan::Plan, run: &Run, step_id: &str) {
+    use crate::playbook::kinds::StepKind;
+    let Some(step) = plan.playbook.all_steps().find(|s| s.id.value == step_id) else {
+        return;
+    };
+    let hash = crate::engine::human::plan_hash(run);
+    match &step.kind {
+        StepKind::Approval(a) => {
             println!(
-                "waiting for a person at: {} (run {}). The run is parked durably; Ctrl-C detaches.",
-                humans.join(", "),
+                "  waiting for approval at `{step_id}` ({}; quorum {}): the run is parked, Ctrl-C detaches",
+                step.display_title(),
+                a.quorum
+            );
+            println!(
+                "    approve: runway approve {} {step_id} --plan-hash {hash} --comment \"...\"",
                 run.id
             );
             println!(
-                "  no command answers approvals or checklists yet (`runway approve|reject|check` are not built)"
+                "    reject:  runway reject {} {step_id} --reason \"...\"",
+                run.id
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        StepKind::Checklist(c) => {
+            println!(
+                "  waiting for checklist `{step_id}` ({}): the run is parked, Ctrl-C detaches",
+                step.display_title()
+            );
+            for item in &c.items {
+                println!(
+                    "    runway check {} {step_id} {} --pass|--fail{} --note \"...\"{}",
+                    run.id,
+                    item.id.value,
+                    if item.required { "" } else { "|--na" },
+                    if item.required { "" } else { "   (optional)" }
+                );
+            }
+        }
+        _ => {}
     }
 }
 

@@ -15,6 +15,7 @@ pub mod attempt;
 pub mod context;
 pub mod create;
 pub mod decide;
+pub mod human;
 pub mod progress;
 mod remote;
 pub mod secrets;

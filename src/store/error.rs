@@ -65,6 +65,14 @@ pub enum Error {
         to: &'static str,
     },
 
+    #[error("{operator} already answered {what} at step `{step_id}` of run `{run_id}`")]
+    AlreadyDecided {
+        run_id: String,
+        step_id: String,
+        operator: String,
+        what: String,
+    },
+
     #[error("lock `{key}` is held by run `{holder}`")]
     LockHeld { key: String, holder: String },
 

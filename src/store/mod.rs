@@ -54,8 +54,9 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use error::{Error, Result};
 pub use model::{
-    Advance, Decide, Decision, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep, NoDecide,
-    Retry, Run, StepJob, StepList, StepRun, new_id,
+    Advance, Decide, Decision, Event, Finish, Guard, Judge, Lease, NewEvent, NewRun, NewStep,
+    NewStepDecision, NoDecide, Retry, Run, StepDecision, StepJob, StepList, StepRun, Verdict,
+    new_id,
 };
 pub use ops::QUEUE;
 
@@ -256,6 +257,24 @@ impl Store {
         child: &NewRun,
     ) -> Result<Run> {
         dispatch!(self, step_park_with_child(lease, until, child))
+    }
+
+    /// Records a person's decision at a waiting approval or checklist step; finishes the
+    /// step (and decides what follows) when `judge` says so, in the same transaction.
+    pub async fn step_decide(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        new: &NewStepDecision,
+        judge: &dyn Judge,
+        decide: &dyn Decide,
+    ) -> Result<(StepRun, Vec<StepDecision>)> {
+        dispatch!(self, step_decide(run_id, step_id, new, judge, decide))
+    }
+
+    /// Every approval, rejection and checklist answer of the run.
+    pub async fn decisions_of_run(&self, run_id: &str) -> Result<Vec<StepDecision>> {
+        dispatch!(self, decisions_of_run(run_id))
     }
 
     /// The latest child run of a parent's step.

@@ -512,3 +512,111 @@ impl Decide for NoDecide {
         Advance::default()
     }
 }
+
+/// What a person said at an approval or checklist step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Approve,
+    Reject,
+    /// A checklist item passed.
+    Pass,
+    /// A checklist item failed.
+    Fail,
+    /// A checklist item does not apply.
+    Na,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Na => "na",
+        }
+    }
+}
+
+impl FromStr for Verdict {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Verdict::Approve,
+            Verdict::Reject,
+            Verdict::Pass,
+            Verdict::Fail,
+            Verdict::Na,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .ok_or_else(|| UnknownStatus {
+            what: "verdict",
+            text: s.to_owned(),
+        })
+    }
+}
+
+/// A decision to record: `item` is empty for an approval, the item id for a checklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStepDecision {
+    pub item: String,
+    pub operator: String,
+    pub verdict: Verdict,
+    pub comment: Option<String>,
+    pub plan_hash: String,
+}
+
+/// A recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepDecision {
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: i32,
+    pub item: String,
+    pub operator: String,
+    pub verdict: Verdict,
+    pub comment: Option<String>,
+    pub plan_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct DecisionRow {
+    run_id: String,
+    step_id: String,
+    attempt: i32,
+    item: String,
+    operator: String,
+    verdict: String,
+    comment: Option<String>,
+    plan_hash: String,
+    at: i64,
+}
+
+impl TryFrom<DecisionRow> for StepDecision {
+    type Error = Error;
+
+    fn try_from(r: DecisionRow) -> Result<StepDecision> {
+        Ok(StepDecision {
+            verdict: r.verdict.parse()?,
+            at: time(r.at)?,
+            run_id: r.run_id,
+            step_id: r.step_id,
+            attempt: r.attempt,
+            item: r.item,
+            operator: r.operator,
+            comment: r.comment,
+            plan_hash: r.plan_hash,
+        })
+    }
+}
+
+/// Whether the decisions recorded so far at a parked step end it: `Some` finish (succeeded
+/// when the quorum approved or every required item passed, failed on a rejection or a
+/// failed required item), or `None` to keep waiting. Asked inside the recording transaction.
+pub trait Judge: Send + Sync {
+    fn judge(&self, decisions: &[StepDecision]) -> Option<Finish>;
+}

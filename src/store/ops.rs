@@ -151,8 +151,8 @@ pub(super) mod prelude {
     pub(in crate::store) use crate::store::chain;
     pub(in crate::store) use crate::store::error::{Error, Result};
     pub(in crate::store) use crate::store::model::{
-        Decide, Event, EventRow, Finish, Guard, Lease, NewEvent, NewRun, Retry, Run, RunRow,
-        StepRow, StepRun, convert, millis,
+        Decide, DecisionRow, Event, EventRow, Finish, Guard, Judge, Lease, NewEvent, NewRun,
+        NewStepDecision, Retry, Run, RunRow, StepDecision, StepRow, StepRun, convert, millis,
     };
     pub(in crate::store) use chrono::{DateTime, Utc};
     pub(in crate::store) use serde_json::json;
@@ -1206,6 +1206,131 @@ macro_rules! transitions {
             .await?
             .map(Run::try_from)
             .transpose()
+        }
+
+        /// Records a person's decision at a waiting step and, when `judge` says the
+        /// decisions so far end it, finishes the step and what follows (`decide`), all in
+        /// one transaction. Refused, changing nothing: a run that ended (`RunNotIn`), a
+        /// step not waiting (`StepNotIn`: decided already, timed out, cancelled), a second
+        /// decision by the same person or for the same item (`AlreadyDecided`).
+        pub(in crate::store) async fn step_decide(
+            pool: &Pool,
+            run_id: &str,
+            step_id: &str,
+            new: &NewStepDecision,
+            judge: &dyn Judge,
+            decide: &dyn Decide,
+        ) -> Result<(StepRun, Vec<StepDecision>)> {
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            let run_status = lock_run(&mut tx, run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            if !matches!(run_status, RunStatus::Running | RunStatus::Waiting) {
+                return Err(Error::RunNotIn {
+                    run_id: run_id.to_owned(),
+                    expected: RunStatus::Waiting,
+                    actual: run_status,
+                });
+            }
+            let (status, _) = step_status(&mut tx, run_id, step_id).await?;
+            if status != StepStatus::Waiting {
+                return Err(Error::StepNotIn {
+                    run_id: run_id.to_owned(),
+                    step_id: step_id.to_owned(),
+                    expected: StepStatus::Waiting,
+                    actual: status,
+                });
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO step_decisions (run_id, step_id, attempt, item, operator, verdict, \
+                 comment, plan_hash, at) \
+                 SELECT run_id, step_id, attempt, $3, $4, $5, $6, $7, $8 FROM step_runs \
+                 WHERE run_id = $1 AND step_id = $2 \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(run_id)
+            .bind(step_id)
+            .bind(&new.item)
+            .bind(&new.operator)
+            .bind(new.verdict.as_str())
+            .bind(new.comment.as_deref())
+            .bind(&new.plan_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(Error::AlreadyDecided {
+                    run_id: run_id.to_owned(),
+                    step_id: step_id.to_owned(),
+                    operator: new.operator.clone(),
+                    what: if new.item.is_empty() {
+                        "this approval".to_owned()
+                    } else {
+                        format!("item `{}`", new.item)
+                    },
+                });
+            }
+            let rows = sqlx::query_as::<_, DecisionRow>(
+                "SELECT d.* FROM step_decisions d JOIN step_runs s \
+                 ON s.run_id = d.run_id AND s.step_id = d.step_id AND s.attempt = d.attempt \
+                 WHERE d.run_id = $1 AND d.step_id = $2 ORDER BY d.at, d.item, d.operator",
+            )
+            .bind(run_id)
+            .bind(step_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let decisions: Vec<StepDecision> = convert(rows)?;
+            let mut events = vec![NewEvent::step(
+                "step.decision",
+                step_id,
+                decisions.last().map_or(0, |d| d.attempt),
+                json!({
+                    "item": new.item, "operator": new.operator, "verdict": new.verdict.as_str(),
+                    "comment": new.comment, "plan_hash": new.plan_hash,
+                }),
+            )];
+            let mut wakes = Vec::new();
+            let step = match judge.judge(&decisions) {
+                Some(finish) => {
+                    let guard = Guard::Waiting {
+                        run_id: run_id.to_owned(),
+                        step_id: step_id.to_owned(),
+                    };
+                    finish_in(
+                        &mut tx, run_status, &guard, &finish, decide, now, &mut events,
+                        &mut wakes,
+                    )
+                    .await?
+                }
+                None => sqlx::query_as::<_, StepRow>(
+                    "SELECT * FROM step_runs WHERE run_id = $1 AND step_id = $2",
+                )
+                .bind(run_id)
+                .bind(step_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_into()?,
+            };
+            push_jobs(&mut tx, &wakes).await?;
+            append(&mut tx, run_id, &events, now).await?;
+            tx.commit().await?;
+            Ok((step, decisions))
+        }
+
+        /// Every decision recorded for the run, in the order they were made.
+        pub(in crate::store) async fn decisions_of_run(
+            pool: &Pool,
+            run_id: &str,
+        ) -> Result<Vec<StepDecision>> {
+            let rows = sqlx::query_as::<_, DecisionRow>(
+                "SELECT * FROM step_decisions WHERE run_id = $1 ORDER BY at, step_id, item",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?;
+            convert(rows)
         }
 
         pub(in crate::store) async fn step_retry_later(
