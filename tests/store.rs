@@ -13,8 +13,9 @@ use anyhow::{Context, Result, ensure};
 use chrono::{Duration as Span, Utc};
 use runway::state::{RunStatus, StepStatus};
 use runway::store::{
-    Advance, Decide, Decision, Error, Event, Finish, Guard, Lease, NewEvent, NewRun, NewStep,
-    Retry, Run, StepList, StepRun, Store, new_id,
+    Advance, Decide, Decision, Error, Event, Finish, Guard, Judge, Lease, NewEvent, NewRun,
+    NewStep, NewStepDecision, NoDecide, Retry, Run, StepDecision, StepList, StepRun, Store,
+    Verdict, new_id,
 };
 use serde_json::json;
 
@@ -113,7 +114,197 @@ conformance!(
     run_waits_while_only_parked_steps_remain,
     lock_without_queueing_is_refused_and_creates_nothing,
     kept_steps_start_finished_with_their_outputs,
+    decisions_are_recorded_once_and_finish_the_step_when_judged,
+    decisions_on_a_step_not_waiting_or_an_ended_run_are_refused,
 );
+
+/// Ends the step when `quorum` people approved; a rejection fails it.
+struct Quorum(usize);
+
+impl Judge for Quorum {
+    fn judge(&self, decisions: &[StepDecision]) -> Option<Finish> {
+        if decisions.iter().any(|d| d.verdict == Verdict::Reject) {
+            return Some(Finish::new(StepStatus::Failed));
+        }
+        (decisions.len() >= self.0).then(|| Finish::new(StepStatus::Succeeded))
+    }
+}
+
+fn decision(operator: &str, verdict: Verdict) -> NewStepDecision {
+    NewStepDecision {
+        item: String::new(),
+        operator: operator.into(),
+        verdict,
+        comment: Some("looked at it".into()),
+        plan_hash: "sha256:plan".into(),
+    }
+}
+
+async fn parked(store: &Store, steps: &[(&str, StepStatus)], park: &str) -> Result<Run> {
+    let run = store.run_create(&new_run(steps)).await?;
+    let lease = claim(store, &run.id, park).await?;
+    store.step_park(&Guard::Lease(lease), None).await?;
+    Ok(run)
+}
+
+async fn decisions_are_recorded_once_and_finish_the_step_when_judged(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = parked(store, &[("go", StepStatus::Ready)], "go").await?;
+    let (step, ds) = store
+        .step_decide(
+            &run.id,
+            "go",
+            &decision("alice", Verdict::Approve),
+            &Quorum(2),
+            &NoDecide,
+        )
+        .await?;
+    assert_eq!(step.status, StepStatus::Waiting);
+    assert_eq!(ds.len(), 1);
+    // The same person again: refused, nothing recorded.
+    let before = snapshot(store, &run.id).await?;
+    assert!(matches!(
+        store
+            .step_decide(
+                &run.id,
+                "go",
+                &decision("alice", Verdict::Approve),
+                &Quorum(2),
+                &NoDecide
+            )
+            .await,
+        Err(Error::AlreadyDecided { .. })
+    ));
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    let (step, ds) = store
+        .step_decide(
+            &run.id,
+            "go",
+            &decision("bob", Verdict::Approve),
+            &Quorum(2),
+            &NoDecide,
+        )
+        .await?;
+    assert_eq!(step.status, StepStatus::Succeeded);
+    assert_eq!(ds.len(), 2);
+    let all = store.decisions_of_run(&run.id).await?;
+    let who: Vec<&str> = all.iter().map(|d| d.operator.as_str()).collect();
+    assert_eq!(who, ["alice", "bob"]);
+    assert!(
+        all.iter()
+            .all(|d| d.plan_hash == "sha256:plan" && d.attempt == 1)
+    );
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(
+        events.iter().filter(|e| e.kind == "step.decision").count(),
+        2
+    );
+    assert!(events.iter().any(|e| e.kind == "step.succeeded"));
+    // Checklist items: one answer per item, whoever gives it.
+    let run = parked(store, &[("smoke", StepStatus::Ready)], "smoke").await?;
+    let mut item = decision("alice", Verdict::Pass);
+    item.item = "login".into();
+    store
+        .step_decide(&run.id, "smoke", &item, &Quorum(2), &NoDecide)
+        .await?;
+    item.operator = "bob".into();
+    assert!(matches!(
+        store
+            .step_decide(&run.id, "smoke", &item, &Quorum(2), &NoDecide)
+            .await,
+        Err(Error::AlreadyDecided { .. })
+    ));
+    // Decisions are evidence: the database refuses to change them.
+    assert!(
+        exec(store, "UPDATE step_decisions SET verdict = 'reject'")
+            .await
+            .is_err()
+    );
+    assert!(exec(store, "DELETE FROM step_decisions").await.is_err());
+    Ok(())
+}
+
+async fn decisions_on_a_step_not_waiting_or_an_ended_run_are_refused(db: Db) -> Result<()> {
+    let store = &db.store;
+    // A rejection ends the step; a late approval is refused.
+    let run = parked(
+        store,
+        &[("go", StepStatus::Ready), ("b", StepStatus::Ready)],
+        "go",
+    )
+    .await?;
+    let (step, _) = store
+        .step_decide(
+            &run.id,
+            "go",
+            &decision("alice", Verdict::Reject),
+            &Quorum(1),
+            &NoDecide,
+        )
+        .await?;
+    assert_eq!(step.status, StepStatus::Failed);
+    assert!(matches!(
+        store
+            .step_decide(
+                &run.id,
+                "go",
+                &decision("bob", Verdict::Approve),
+                &Quorum(1),
+                &NoDecide
+            )
+            .await,
+        Err(Error::StepNotIn {
+            actual: StepStatus::Failed,
+            ..
+        })
+    ));
+    // A step that never parked.
+    assert!(matches!(
+        store
+            .step_decide(
+                &run.id,
+                "b",
+                &decision("bob", Verdict::Approve),
+                &Quorum(1),
+                &NoDecide
+            )
+            .await,
+        Err(Error::StepNotIn { .. })
+    ));
+    // A cancelled run.
+    let run = parked(store, &[("go", StepStatus::Ready)], "go").await?;
+    store
+        .run_set_status_if(&run.id, RunStatus::Waiting, RunStatus::Cancelled, None)
+        .await?;
+    let before = snapshot(store, &run.id).await?;
+    assert!(matches!(
+        store
+            .step_decide(
+                &run.id,
+                "go",
+                &decision("bob", Verdict::Approve),
+                &Quorum(1),
+                &NoDecide
+            )
+            .await,
+        Err(Error::RunNotIn { .. })
+    ));
+    assert_eq!(snapshot(store, &run.id).await?, before);
+    // An unknown step.
+    assert!(matches!(
+        store
+            .step_decide(
+                &run.id,
+                "nope",
+                &decision("bob", Verdict::Approve),
+                &Quorum(1),
+                &NoDecide
+            )
+            .await,
+        Err(Error::RunNotIn { .. } | Error::StepNotFound { .. })
+    ));
+    Ok(())
+}
 
 /// A decider for tests: `j` (the join) becomes ready once `a` and `b` are both
 /// succeeded; the run succeeds once `j` is; any cancelled main step ends the run
