@@ -265,13 +265,24 @@ fn print_human_step(plan: &crate::plan::Plan, run: &Run, step_id: &str) {
         return;
     };
     let hash = crate::engine::human::plan_hash(run);
+    let data = serde_json::json!({ "params": run.params, "run": { "id": run.id } });
+    let title = step
+        .title
+        .as_ref()
+        .and_then(|t| t.render(&crate::playbook::template::renderer(), &data).ok())
+        .unwrap_or_else(|| step.display_title().to_owned());
     match &step.kind {
         StepKind::Approval(a) => {
             println!(
-                "  waiting for approval at `{step_id}` ({}; quorum {}): the run is parked, Ctrl-C detaches",
-                step.display_title(),
+                "  waiting for approval at `{step_id}` ({title}; quorum {}): the run is parked, Ctrl-C detaches",
                 a.quorum
             );
+            if let Ok(prompt) = a
+                .prompt
+                .render(&crate::playbook::template::renderer(), &data)
+            {
+                println!("    {prompt}");
+            }
             println!(
                 "    approve: runway approve {} {step_id} --plan-hash {hash} --comment \"...\"",
                 run.id
@@ -283,8 +294,7 @@ fn print_human_step(plan: &crate::plan::Plan, run: &Run, step_id: &str) {
         }
         StepKind::Checklist(c) => {
             println!(
-                "  waiting for checklist `{step_id}` ({}): the run is parked, Ctrl-C detaches",
-                step.display_title()
+                "  waiting for checklist `{step_id}` ({title}): the run is parked, Ctrl-C detaches"
             );
             for item in &c.items {
                 println!(
