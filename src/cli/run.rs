@@ -160,17 +160,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
             db::redact(&db::url()),
             args.concurrency
         );
-        let stop = CancellationToken::new();
-        let signal = stop.clone();
-        tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            signal.cancel();
-        });
+        let stop = crate::shutdown::on_signal();
         engine.work(stop).await?;
         store.close().await;
         Ok(exit::OK)

@@ -18,7 +18,6 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnection;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use super::dotenv::DotEnv;
 use super::health::{self, Alerts, DbProbe, Metrics};
@@ -68,17 +67,7 @@ pub async fn serve(sim: Sim, port: Option<u16>) -> Result<u8, Error> {
         "url": format!("http://{addr}"),
         "pid": me,
     }));
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        signal.cancel();
-    });
+    let stop = crate::shutdown::on_signal();
     let platform = Arc::new(Platform {
         sim: sim.clone(),
         alerts: std::sync::Mutex::new(Alerts::default()),
