@@ -221,3 +221,48 @@ fn a_rejection_fails_the_step_and_the_run() {
         "is failed",
     );
 }
+
+#[test]
+fn verify_confirms_an_intact_chain_and_names_an_edited_event() {
+    let dir = scratch("decide-verify");
+    std::fs::write(
+        dir.join("small.yaml"),
+        "runway: 1\nname: small\nsteps:\n  - id: a\n    noop: {}\n  - id: b\n    noop: {}\n",
+    )
+    .unwrap();
+    let ran = run_as(&dir, "carol", &["run", "small"]);
+    assert!(ran.status.success(), "{}{}", stdout(&ran), stderr(&ran));
+    let runs = run_as(&dir, "carol", &["runs", "--limit", "1"]);
+    let run = stdout(&runs).split_whitespace().next().unwrap().to_owned();
+    let ok = run_as(&dir, "carol", &["verify", &run]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains("chain head: "));
+
+    // Edit one event behind the store's back (the trigger that refuses it is dropped first,
+    // as an attacker with the database file could).
+    let db = dir.join(".runway").join("runway.db");
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sqlx::Connection as _;
+            let url = format!("sqlite://{}", db.display());
+            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("DROP TRIGGER events_no_update")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlx::query("UPDATE events SET data = replace(data, 'carol', 'mallory') WHERE seq = 1")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            c.close().await.unwrap();
+        });
+    let bad = run_as(&dir, "carol", &["verify", &run]);
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    assert!(
+        stdout(&bad).contains("event 1 (run.created)"),
+        "{}",
+        stdout(&bad)
+    );
+}

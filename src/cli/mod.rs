@@ -14,6 +14,7 @@ mod run;
 pub mod schema;
 mod sim;
 mod validate;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -69,6 +70,8 @@ enum Command {
     /// A new run of an ended one that keeps its completed steps' results and runs the rest
     /// (`--from STEP`: that step and everything after it run again).
     Retry(retry::RetryArgs),
+    /// Recompute a run's hash-chained evidence: exit 0 intact, 1 naming the first bad event.
+    Verify(verify::VerifyArgs),
     /// Apply database migrations (they also run on every connect).
     Migrate,
     /// The bundled simulated school platform the shipped playbooks run against (docs/sim.md).
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => decide::check(&args),
         Command::Cancel(args) => cancel::cancel(&args),
         Command::Retry(args) => retry::retry(&args),
+        Command::Verify(args) => verify::verify(&args),
         Command::Migrate => cancel::migrate(),
         Command::Sim(args) => sim::run(&args),
     };
