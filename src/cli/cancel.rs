@@ -1,8 +1,7 @@
 //! `runway cancel RUN`: stop the run's running steps, undo what it changed, end it.
 
 use super::{db, exit};
-use crate::engine::{Decider, compile};
-use crate::source::Source;
+use crate::engine::{Decider, plan_of_run};
 
 #[derive(Debug, clap::Args)]
 pub struct CancelArgs {
@@ -16,11 +15,7 @@ pub fn cancel(args: &CancelArgs) -> anyhow::Result<u8> {
     db::runtime()?.block_on(async {
         let store = db::open().await?;
         let run = store.run_get(&args.run).await?;
-        let source = Source {
-            name: run.playbook.clone(),
-            text: run.definition.clone(),
-        };
-        let plan = compile(source, &crate::library::workflows_dir())?;
+        let plan = plan_of_run(&run, &crate::library::workflows_dir())?;
         let run = store
             .run_cancel(
                 &run.id,

@@ -2,8 +2,7 @@
 
 use super::{db, exit};
 use crate::engine::human::{Request, prepare};
-use crate::engine::{Decider, compile};
-use crate::source::Source;
+use crate::engine::{Decider, plan_of_run};
 use crate::store::{self, Verdict};
 
 #[derive(Debug, clap::Args)]
@@ -96,13 +95,7 @@ fn decide(run_id: &str, step_id: &str, request: Request) -> anyhow::Result<u8> {
     db::runtime()?.block_on(async {
         let store = db::open().await?;
         let run = store.run_get(run_id).await?;
-        let plan = compile(
-            Source {
-                name: run.playbook.clone(),
-                text: run.definition.clone(),
-            },
-            &crate::library::workflows_dir(),
-        )?;
+        let plan = plan_of_run(&run, &crate::library::workflows_dir())?;
         let operator = db::operator_with_roles();
         let (new, judge) = match prepare(&plan, &run, step_id, &operator, &request) {
             Ok(prepared) => prepared,

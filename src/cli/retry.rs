@@ -2,8 +2,7 @@
 //! keeps the results of the steps that completed, and runs the rest.
 
 use super::{db, exit};
-use crate::engine::{Kept, Origin, compile, new_run_keeping};
-use crate::source::Source;
+use crate::engine::{Kept, Origin, new_run_keeping, plan_of_run};
 use crate::state::StepStatus;
 use crate::store::StepList;
 
@@ -28,13 +27,7 @@ pub fn retry(args: &RetryArgs) -> anyhow::Result<u8> {
             );
             return Ok(exit::INVALID);
         }
-        let plan = compile(
-            Source {
-                name: old.playbook.clone(),
-                text: old.definition.clone(),
-            },
-            &crate::library::workflows_dir(),
-        )?;
+        let plan = plan_of_run(&old, &crate::library::workflows_dir())?;
         let steps = &plan.playbook.steps;
         let from = match &args.from {
             None => None,

@@ -233,11 +233,8 @@ async fn watch(store: &Store, run_id: &str, live: bool) -> anyhow::Result<u8> {
             if told.insert((s.step_id.clone(), s.attempt)) {
                 let plan = match &plan {
                     Some(p) => p,
-                    None => plan.insert(crate::engine::compile(
-                        crate::source::Source {
-                            name: run.playbook.clone(),
-                            text: run.definition.clone(),
-                        },
+                    None => plan.insert(crate::engine::plan_of_run(
+                        &run,
                         &crate::library::workflows_dir(),
                     )?),
                 };

@@ -24,7 +24,7 @@ pub mod worker;
 pub use create::{Kept, Origin, new_run, new_run_keeping};
 pub use decide::Decider;
 pub use secrets::Secrets;
-pub use worker::{Config, Engine, compile};
+pub use worker::{Config, Engine, compile, plan_of_run};
 
 /// What stops the engine from handling a job (as opposed to a step failing, which is a
 /// recorded result).

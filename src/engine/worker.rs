@@ -96,11 +96,7 @@ impl Engine {
         {
             return Ok(plan.clone());
         }
-        let source = Source {
-            name: format!("{} (run {})", run.playbook, run.id),
-            text: run.definition.clone(),
-        };
-        let plan = Arc::new(compile(source, &self.config.workflows)?);
+        let plan = Arc::new(plan_of_run(run, &self.config.workflows)?);
         self.plans
             .lock()
             .expect("plan cache")
@@ -145,7 +141,6 @@ impl Engine {
         };
         let lease = row.lease().ok_or(Error::NoLease)?;
         let rows = self.store.steps_of_run(&run.id).await?;
-        let run = self.store.run_get(&run.id).await?;
         let secrets = Secrets::from_env(plan.playbook.secrets.iter().map(|s| s.value.as_str()));
         let data = template_data(&run, &rows, &secrets);
         let timeout = plan
@@ -178,10 +173,7 @@ impl Engine {
             return Ok(());
         }
         let result = match action {
-            Action::Ended(ended) => {
-                self.record(&plan, &run, &rows, &row, step, lease, ended)
-                    .await
-            }
+            Action::Ended(ended) => self.record(&plan, &input, &rows, lease, ended).await,
             Action::Park(until) => self
                 .store
                 .step_park(&Guard::Lease(lease), until)
@@ -206,18 +198,21 @@ impl Engine {
     }
 
     /// Records an ended attempt: retried later, or finished with its successors decided.
-    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         plan: &Plan,
-        run: &Run,
+        input: &Input<'_>,
         rows: &[StepRun],
-        row: &StepRun,
-        step: &Step,
         lease: Lease,
         ended: Ended,
     ) -> Result<(), store::Error> {
-        let secrets = Secrets::from_env(plan.playbook.secrets.iter().map(|s| s.value.as_str()));
+        let Input {
+            run,
+            row,
+            step,
+            secrets,
+            ..
+        } = *input;
         let outputs = ended.outputs.as_ref().map(|o| secrets.mask_json(o));
         let mut error = ended.error.as_deref().map(|e| secrets.mask(e));
         if error.is_none()
@@ -512,6 +507,16 @@ fn backoff(plan: &Plan, step: &Step, attempt: i32) -> Duration {
     let mut bytes = [0u8; 2];
     let r = getrandom::fill(&mut bytes).map_or(u16::MAX, |()| u16::from_le_bytes(bytes));
     base.mul_f64(0.5 + 0.5 * f64::from(r) / f64::from(u16::MAX))
+}
+
+/// The plan a run pinned, compiled from its stored definition (`invoke` resolved against
+/// `workflows`).
+pub fn plan_of_run(run: &Run, workflows: &std::path::Path) -> Result<Plan, Error> {
+    let source = Source {
+        name: format!("{} (run {})", run.playbook, run.id),
+        text: run.definition.clone(),
+    };
+    compile(source, workflows)
 }
 
 /// Compiles a playbook text, resolving `invoke` against the workflows directory.

@@ -1152,39 +1152,14 @@ macro_rules! transitions {
         ) -> Result<Run> {
             check_new_run(child)?;
             let guard = Guard::Lease(lease.clone());
-            let (g_status, g_worker, g_attempt) = guard_binds(&guard);
             let now = now_ms();
-            let until = until.map(millis);
             let mut tx = begin(pool).await?;
             lock_run(&mut tx, &lease.run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(lease.run_id.clone()))?;
-            let row = sqlx::query_as::<_, StepRow>(guarded!(
-                "status = 'waiting', ready_at = $6, lease_owner = NULL, lease_expires_at = NULL"
-            ))
-            .bind(&lease.run_id)
-            .bind(&lease.step_id)
-            .bind(g_status)
-            .bind(g_worker)
-            .bind(g_attempt)
-            .bind(until)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if row.is_none() {
-                return Err(guard_error(&mut tx, &guard).await);
-            }
-            if let Some(at) = until {
-                push_jobs(&mut tx, &[Wake::new(&lease.run_id, &lease.step_id, lease.attempt, Some(at))])
-                    .await?;
-            }
+            let (_, events) =
+                park_in(&mut tx, &guard, until.map(millis), Some(child.id.as_str())).await?;
             let run = run_insert(&mut tx, child, now).await?;
-            let mut events = vec![NewEvent::step(
-                "step.waiting",
-                &lease.step_id,
-                lease.attempt,
-                json!({ "worker": lease.worker, "until": until, "child_run_id": child.id }),
-            )];
-            run_settle(&mut tx, &lease.run_id, &mut events).await?;
             append(&mut tx, &lease.run_id, &events, now).await?;
             tx.commit().await?;
             Ok(run)
@@ -1384,14 +1359,27 @@ macro_rules! transitions {
             until: Option<DateTime<Utc>>,
         ) -> Result<StepRun> {
             check_step(guard.status(), StepStatus::Waiting)?;
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            lock_run(&mut tx, guard.run_id())
+                .await?
+                .ok_or_else(|| Error::RunNotFound(guard.run_id().to_owned()))?;
+            let (step, events) = park_in(&mut tx, guard, until.map(millis), None).await?;
+            append(&mut tx, guard.run_id(), &events, now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
+
+        /// The body of `step_park` on the caller's transaction, which holds the run's
+        /// lock: the guarded move to waiting, the timer's job, and the events to append.
+        async fn park_in(
+            tx: &mut Conn,
+            guard: &Guard,
+            until: Option<i64>,
+            child_run_id: Option<&str>,
+        ) -> Result<(StepRun, Vec<NewEvent>)> {
             let (run_id, step_id) = (guard.run_id(), guard.step_id());
             let (g_status, g_worker, g_attempt) = guard_binds(guard);
-            let now = now_ms();
-            let until = until.map(millis);
-            let mut tx = begin(pool).await?;
-            lock_run(&mut tx, run_id)
-                .await?
-                .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
             let row = sqlx::query_as::<_, StepRow>(guarded!(
                 "status = 'waiting', ready_at = $6, lease_owner = NULL, lease_expires_at = NULL"
             ))
@@ -1404,23 +1392,20 @@ macro_rules! transitions {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else {
-                return Err(guard_error(&mut tx, guard).await);
+                return Err(guard_error(&mut *tx, guard).await);
             };
             let step: StepRun = row.try_into()?;
             if let Some(at) = until {
                 // The timer: its job finds the step waiting and due (see `step_claim`).
-                push_jobs(&mut tx, &[Wake::new(run_id, step_id, step.attempt, Some(at))]).await?;
+                push_jobs(&mut *tx, &[Wake::new(run_id, step_id, step.attempt, Some(at))]).await?;
             }
-            let mut events = vec![NewEvent::step(
-                "step.waiting",
-                step_id,
-                step.attempt,
-                json!({ "worker": g_worker, "until": until }),
-            )];
-            run_settle(&mut tx, run_id, &mut events).await?;
-            append(&mut tx, run_id, &events, now).await?;
-            tx.commit().await?;
-            Ok(step)
+            let mut data = json!({ "worker": g_worker, "until": until });
+            if let Some(child) = child_run_id {
+                data["child_run_id"] = json!(child);
+            }
+            let mut events = vec![NewEvent::step("step.waiting", step_id, step.attempt, data)];
+            run_settle(&mut *tx, run_id, &mut events).await?;
+            Ok((step, events))
         }
 
         pub(in crate::store) async fn steps_reap_expired(
