@@ -9,7 +9,7 @@
 //! - [`worker`]: the queue consumer (apalis), the claim/attempt/record cycle, lease
 //!   renewal and the reaper.
 //! - [`attempt`] and `remote`: one attempt of each step kind.
-//! - [`secrets`], [`context`]: what templates see, and masking before anything is stored.
+//! - [`context`]: what templates see; [`crate::secrets`] masks before anything is stored.
 
 pub mod attempt;
 pub mod context;
@@ -18,12 +18,11 @@ pub mod decide;
 pub mod human;
 pub mod progress;
 mod remote;
-pub mod secrets;
 pub mod worker;
 
+pub use crate::secrets::Secrets;
 pub use create::{Kept, Origin, new_run, new_run_keeping};
 pub use decide::Decider;
-pub use secrets::Secrets;
 pub use worker::{Config, Engine, compile, plan_of_run};
 
 /// What stops the engine from handling a job (as opposed to a step failing, which is a

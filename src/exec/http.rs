@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::playbook::kinds::Method;
+use crate::secrets::Secrets;
 
 /// An `http` step's timeout per attempt when neither the step nor the playbook sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,7 +141,7 @@ pub async fn request(
 ) -> Result<HttpOutcome, HttpError> {
     let url = parse_url(&req.url)?;
     let target = target(&url);
-    let secrets = Secrets::of(&url, &req.headers);
+    let secrets = secrets_of(&url, &req.headers);
     let headers = header_map(&req.headers)?;
     if cancel.is_cancelled() {
         return Err(HttpError::Cancelled);
@@ -152,7 +153,7 @@ pub async fn request(
         .user_agent(concat!("runway/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| HttpError::Client {
-            reason: secrets.scrub(&innermost(&e)),
+            reason: secrets.mask(&innermost(&e)),
         })?;
 
     let mut builder = client.request(reqwest_method(req.method), url);
@@ -194,7 +195,7 @@ pub async fn request(
                 Ok(Err(e)) => {
                     return Err(HttpError::Transport {
                         target: target.clone(),
-                        reason: secrets.scrub(&innermost(&e)),
+                        reason: secrets.mask(&innermost(&e)),
                     });
                 }
                 Ok(Ok(b)) => b,
@@ -394,7 +395,7 @@ fn reqwest_method(method: Method) -> reqwest::Method {
 }
 
 fn send_error(e: &reqwest::Error, target: &str, secrets: &Secrets) -> HttpError {
-    let reason = secrets.scrub(&innermost(e));
+    let reason = secrets.mask(&innermost(e));
     if e.is_connect() {
         HttpError::Connect {
             target: target.to_owned(),
@@ -428,44 +429,20 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     deepest.to_string()
 }
 
-/// Values that must not appear in a message, removed from any text that came from elsewhere
-/// (a library's error) before it is shown. Our own messages never include them to start with.
-pub(crate) struct Secrets(Vec<String>);
-
-impl Secrets {
-    /// Shorter values are not scrubbed: blanking every `1` or `on` in a message would mangle
-    /// it, and a secret that short protects nothing anyway.
-    const MIN_LEN: usize = 4;
-
-    pub(crate) fn of(url: &Url, headers: &[(String, String)]) -> Secrets {
-        let mut values: Vec<String> = Vec::new();
-        values.extend(url.password().map(str::to_owned));
-        values.extend(url.password().and_then(percent_decoded));
-        if !url.username().is_empty() {
-            values.push(url.username().to_owned());
-        }
-        values.extend(url.query().map(str::to_owned));
-        values.extend(url.fragment().map(str::to_owned));
-        values.extend(headers.iter().map(|(_, v)| v.clone()));
-        Secrets::from_values(values)
+/// Values that must not appear in a message (the URL's password, user, query and fragment,
+/// the header values), masked out of any text that came from elsewhere (a library's error)
+/// before it is shown. Our own messages never include them to start with.
+pub(crate) fn secrets_of(url: &Url, headers: &[(String, String)]) -> Secrets {
+    let mut values: Vec<String> = Vec::new();
+    values.extend(url.password().map(str::to_owned));
+    values.extend(url.password().and_then(percent_decoded));
+    if !url.username().is_empty() {
+        values.push(url.username().to_owned());
     }
-
-    pub(crate) fn from_values(values: Vec<String>) -> Secrets {
-        let mut values: Vec<String> = values
-            .into_iter()
-            .filter(|v| v.len() >= Self::MIN_LEN)
-            .collect();
-        // Longest first, so a value that contains another is removed whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Secrets(values)
-    }
-
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        self.0
-            .iter()
-            .fold(text.to_owned(), |acc, secret| acc.replace(secret, "***"))
-    }
+    values.extend(url.query().map(str::to_owned));
+    values.extend(url.fragment().map(str::to_owned));
+    values.extend(headers.iter().map(|(_, v)| v.clone()));
+    Secrets::from_values(values)
 }
 
 /// `text` with its `%XX` escapes decoded, when that changes it and gives UTF-8.
@@ -522,9 +499,9 @@ mod tests {
     #[test]
     fn secrets_are_scrubbed_longest_first_and_percent_decoded() {
         let url = parse_url("http://me:p%40ss-word@h/?k=abcdef").unwrap();
-        let s = Secrets::of(&url, &[("Authorization".into(), "Bearer tok".into())]);
+        let s = secrets_of(&url, &[("Authorization".into(), "Bearer tok".into())]);
         assert_eq!(
-            s.scrub("p@ss-word p%40ss-word k=abcdef Bearer tok"),
+            s.mask("p@ss-word p%40ss-word k=abcdef Bearer tok"),
             "*** *** *** ***"
         );
     }

@@ -61,8 +61,9 @@ use sqlx::{AssertSqlSafe, Column, ConnectOptions, Connection, Either, Executor, 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::http::{Secrets, human, percent_decoded};
+use super::http::{human, percent_decoded};
 use super::pg_json::{self, Undecodable};
+use crate::secrets::Secrets;
 
 /// A `sql` step's timeout per attempt when neither the step nor the playbook sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -266,7 +267,7 @@ fn connect_options(url_text: &str) -> Result<(PgConnectOptions, Secrets), SqlErr
     let secrets = Secrets::from_values(secret_values);
     let mut options =
         PgConnectOptions::from_str(url_text.trim()).map_err(|e| SqlError::BadUrl {
-            reason: secrets.scrub(&e.to_string()),
+            reason: secrets.mask(&e.to_string()),
         })?;
     if !url_password {
         // Not the worker's PGPASSWORD or ~/.pgpass: see the module docs.
@@ -423,7 +424,7 @@ fn describe(failure: Failure, target: &str, secrets: &Secrets) -> SqlError {
         Failure::Sql(e) => match e.as_database_error() {
             Some(db) => SqlError::Query {
                 target: target.to_owned(),
-                message: secrets.scrub(&match db.try_downcast_ref::<PgDatabaseError>() {
+                message: secrets.mask(&match db.try_downcast_ref::<PgDatabaseError>() {
                     Some(pg) => postgres_message(pg),
                     None => db.message().to_owned(),
                 }),
@@ -461,7 +462,7 @@ fn reason(e: &sqlx::Error, secrets: &Secrets) -> String {
         },
         other => other.to_string(),
     };
-    secrets.scrub(&text)
+    secrets.mask(&text)
 }
 
 /// Asks the server to cancel what backend `pid` is running, over a second connection.

@@ -1,5 +1,5 @@
 //! Secret values: read from the worker's environment when a step needs them, and masked
-//! out of everything the engine stores.
+//! out of everything the engine stores and every error an executor reports.
 //!
 //! A playbook declares secret *names*; their values are never stored. A worker reads a
 //! secret from the environment variable of the same name (`DATABASE_URL`), so each host
@@ -38,14 +38,17 @@ impl Secrets {
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Secrets {
         let values: BTreeMap<String, String> = pairs.into_iter().collect();
-        let mut forms: Vec<String> = values
-            .values()
-            .filter(|v| v.len() >= MIN_MASKED_LEN)
-            .flat_map(|v| [v.clone(), base64(v.as_bytes()), url_encode(v)])
-            .collect();
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        forms.dedup();
+        let forms = forms(values.values().cloned());
         Secrets { values, forms }
+    }
+
+    /// Values to mask that have no name (a URL's password, a header value): they are
+    /// masked like secrets but are not template data.
+    pub fn from_values(values: impl IntoIterator<Item = String>) -> Secrets {
+        Secrets {
+            values: BTreeMap::new(),
+            forms: forms(values),
+        }
     }
 
     /// The `secrets` object of template data.
@@ -89,6 +92,21 @@ impl Secrets {
             other => other.clone(),
         }
     }
+}
+
+/// Every form of every value long enough to mask, longest first.
+fn forms(values: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut forms: Vec<String> = values
+        .into_iter()
+        .filter(|v| v.len() >= MIN_MASKED_LEN)
+        .flat_map(|v| {
+            let (b64, url) = (base64(v.as_bytes()), url_encode(&v));
+            [v, b64, url]
+        })
+        .collect();
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
 }
 
 /// Standard base64 with padding.
