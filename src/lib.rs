@@ -13,6 +13,7 @@ pub mod exec;
 pub mod library;
 pub mod plan;
 pub mod playbook;
+pub mod report;
 pub mod secrets;
 pub mod shutdown;
 pub mod sim;

@@ -9,6 +9,7 @@ mod decide;
 mod inspect;
 mod load;
 mod plan;
+mod report;
 mod retry;
 mod run;
 pub mod schema;
@@ -70,7 +71,10 @@ enum Command {
     /// A new run of an ended one that keeps its completed steps' results and runs the rest
     /// (`--from STEP`: that step and everything after it run again).
     Retry(retry::RetryArgs),
-    /// Recompute a run's hash-chained evidence: exit 0 intact, 1 naming the first bad event.
+    /// A run's evidence report: Markdown, HTML (one self-contained file) or the JSON export.
+    Report(report::ReportArgs),
+    /// Recompute the hash-chained evidence of a run or of a JSON export: exit 0 intact, 1
+    /// naming the first bad event.
     Verify(verify::VerifyArgs),
     /// Apply database migrations (they also run on every connect).
     Migrate,
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => decide::check(&args),
         Command::Cancel(args) => cancel::cancel(&args),
         Command::Retry(args) => retry::retry(&args),
+        Command::Report(args) => report::report(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Migrate => cancel::migrate(),
         Command::Sim(args) => sim::run(&args),

@@ -123,6 +123,23 @@ pub fn compile(source: Source) -> Compiled {
         .expect("one input, one output")
 }
 
+/// The plan of a run's pinned definition, without the checks that need other playbooks:
+/// for reading a run's evidence long after it ran, when the playbooks it invoked may have
+/// changed or gone. `None` when the text does not decode or its steps form a cycle (which
+/// a definition that started a run never does).
+pub fn outline(source: &Source) -> Option<Plan> {
+    let mut diags = Diagnostics::default();
+    let playbook = decode(source, &mut diags)?;
+    let index: std::collections::HashMap<&str, usize> = playbook
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let graph = StepGraph::build(&playbook.steps, &index, &mut diags)?;
+    Some(Plan::new(playbook, graph, &source.text))
+}
+
 fn report_duplicate_names(decoded: &mut [(Source, Diagnostics, Option<Playbook>)]) {
     for i in 0..decoded.len() {
         let Some(name) = decoded[i].2.as_ref().map(|p| p.name.clone()) else {

@@ -30,10 +30,16 @@ pub struct Operator {
 /// params, hashed together. `runway status` shows it; `--plan-hash` makes a decision
 /// conditional on it.
 pub fn plan_hash(run: &Run) -> String {
+    plan_hash_of(&run.content_hash, &run.params)
+}
+
+/// [`plan_hash`] from the content hash and params themselves (as `run.created` records
+/// them), for readers of the evidence.
+pub fn plan_hash_of(content_hash: &str, params: &serde_json::Value) -> String {
     let mut h = Sha256::new();
-    h.update(run.content_hash.as_bytes());
+    h.update(content_hash.as_bytes());
     h.update(b"\n");
-    h.update(run.params.to_string().as_bytes());
+    h.update(params.to_string().as_bytes());
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }

@@ -56,14 +56,19 @@ impl std::fmt::Display for WorstCase {
     }
 }
 
+/// `sha256:` and the hex digest of a playbook text: what a run pins as its content hash.
+pub fn content_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 impl Plan {
     pub fn new(playbook: Playbook, graph: StepGraph, text: &str) -> Plan {
-        let digest = Sha256::digest(text.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Plan {
             playbook,
             graph,
-            content_hash: format!("sha256:{hex}"),
+            content_hash: content_hash(text),
         }
     }
 

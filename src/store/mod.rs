@@ -37,6 +37,7 @@
 
 pub mod chain;
 mod error;
+pub mod evidence;
 mod model;
 mod ops;
 mod postgres;
@@ -53,6 +54,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use error::{Error, Result};
+pub use evidence::{Evidence, Head};
 pub use model::{
     Advance, Decide, Decision, Event, Finish, Guard, Judge, Lease, NewEvent, NewRun, NewStep,
     NewStepDecision, NoDecide, Retry, Run, StepDecision, StepJob, StepList, StepRun, Verdict,
@@ -328,6 +330,12 @@ impl Store {
     /// `None` if the evidence is intact.
     pub async fn events_verify(&self, run_id: &str) -> Result<Option<i64>> {
         dispatch!(self, events_verify(run_id))
+    }
+
+    /// The run's rows, its events, its chain head, its parent and its children, read in one
+    /// snapshot (for reports and `runway verify`).
+    pub async fn evidence_of_run(&self, run_id: &str) -> Result<Evidence> {
+        dispatch!(self, evidence_of_run(run_id))
     }
 
     /// Deletes finished queue jobs older than `older_than` (apalis never does); returns

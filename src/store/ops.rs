@@ -593,6 +593,14 @@ macro_rules! transitions {
                     "parent_step_id": new.parent_step_id,
                     "status": status.as_str(),
                     "ready": ready,
+                    // Steps that start decided (skipped, or kept by a retry with their
+                    // outputs), so the chain alone tells every step's status.
+                    "initial": new.steps.iter()
+                        .filter(|s| s.status.is_terminal())
+                        .map(|s| json!({
+                            "step_id": s.step_id, "status": s.status.as_str(), "outputs": s.outputs,
+                        }))
+                        .collect::<Vec<_>>(),
                 }),
             );
             append(&mut *tx, &new.id, &[created], now).await?;

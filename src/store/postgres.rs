@@ -17,6 +17,13 @@ async fn begin(pool: &Pool) -> Result<Transaction<'static, Postgres>> {
     Ok(pool.begin().await?)
 }
 
+/// A read-only transaction that sees one snapshot for all its statements.
+async fn begin_read(pool: &Pool) -> Result<Transaction<'static, Postgres>> {
+    Ok(pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?)
+}
+
 /// The run's append lock. `FOR NO KEY UPDATE` rather than `FOR UPDATE`: it excludes every
 /// other transition of this run but not the foreign-key checks of inserts that reference
 /// the run row (`FOR KEY SHARE`).
@@ -68,3 +75,4 @@ pub(super) async fn jobs_delete_finished(pool: &Pool, older_than: DateTime<Utc>)
 }
 
 super::ops::transitions!();
+super::evidence::evidence_reads!();

@@ -20,6 +20,12 @@ async fn begin(pool: &Pool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// A read transaction: in WAL mode it sees one snapshot from its first read on, and it
+/// takes no write lock.
+async fn begin_read(pool: &Pool) -> Result<Transaction<'static, Sqlite>> {
+    Ok(pool.begin_with("BEGIN DEFERRED").await?)
+}
+
 /// The run's status; the write transaction already excludes every other writer.
 async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
@@ -57,3 +63,4 @@ pub(super) async fn jobs_delete_finished(pool: &Pool, older_than: DateTime<Utc>)
 }
 
 super::ops::transitions!();
+super::evidence::evidence_reads!();
