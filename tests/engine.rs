@@ -261,9 +261,21 @@ impl World {
         }
     }
 
+    /// Waits for the run to end, then checks that its evidence alone tells its story: an
+    /// intact chain whose statuses are the rows' (what `runway verify RUN` checks).
     async fn wait_end(&self, run_id: &str) -> Result<Run> {
-        self.wait_for(run_id, "the run to end", |run, _| run.status.is_terminal())
-            .await
+        let run = self
+            .wait_for(run_id, "the run to end", |run, _| run.status.is_terminal())
+            .await?;
+        let evidence = self.store.evidence_of_run(run_id).await?;
+        let report = runway::report::report(&evidence, chrono::Utc::now());
+        ensure!(
+            report.summary.chain.intact && report.store.problems.is_empty(),
+            "the evidence of run {run_id} does not verify: {:#?}\n{}",
+            report.store.problems,
+            self.table(run_id).await
+        );
+        Ok(run)
     }
 
     /// Fails with the step table unless every `(step, status)` holds.

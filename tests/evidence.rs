@@ -116,6 +116,13 @@ async fn small_finished_run(store: &Store) -> Result<Run> {
     failed.error = Some("timed out after 10s".into());
     failed.run_status = Some(RunStatus::Failed);
     store.step_finish(&Guard::Lease(lease), &failed).await?;
+    // Last, an event that changes no status: only the recorded head shows it missing.
+    store
+        .events_append(
+            &run.id,
+            &[NewEvent::run("note", json!({ "text": "ended" }))],
+        )
+        .await?;
     Ok(store.run_get(&run.id).await?)
 }
 
@@ -192,6 +199,23 @@ async fn the_recorded_head_follows_every_event_and_never_moves_back(db: Db) -> R
     let gone = format!("DELETE FROM run_heads WHERE run_id = '{}'", run.id);
     let err = exec(store, &gone).await.expect_err("refused");
     assert!(err.contains("only move forward"), "{err}");
+    // A chain cut short at its end is still a chain; the recorded head tells.
+    let run = small_finished_run(store).await?;
+    disable_guards(store).await?;
+    let last = store.evidence_of_run(&run.id).await?.events.len();
+    let cut = format!(
+        "DELETE FROM events WHERE run_id = '{}' AND seq = {last}",
+        run.id
+    );
+    exec(store, &cut).await.map_err(anyhow::Error::msg)?;
+    let (first_bad, problems) = verdict_of(store, &run.id).await?;
+    assert_eq!(first_bad, None, "what is left is a valid chain");
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains(&format!("recorded the chain's head as event {last}"))
+            && problems[0].contains("events were removed from its end"),
+        "{problems:#?}"
+    );
     Ok(())
 }
 
