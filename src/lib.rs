@@ -4,6 +4,7 @@
 //! playbook text into a [`plan::Plan`] (pure: no I/O), and [`cli`] is the only module that
 //! knows about files, terminals and exit codes.
 
+pub mod cadence;
 pub mod cli;
 pub mod compiler;
 pub mod condition;
@@ -14,6 +15,7 @@ pub mod library;
 pub mod plan;
 pub mod playbook;
 pub mod report;
+pub mod scheduler;
 pub mod secrets;
 pub mod shutdown;
 pub mod sim;

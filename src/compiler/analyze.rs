@@ -69,6 +69,19 @@ pub fn analyze(
             "schedule",
             diags,
         );
+        // The webhook sees the schedule's params, its secrets and the failed run: no steps.
+        if let Some(notify) = &schedule.notify {
+            let scope = Scope {
+                playbook,
+                index: &index,
+                steps: StepAccess::None,
+                place: format!("schedule `{}`", schedule.id.value),
+                own_outputs: false,
+            };
+            for use_ in notify.templates() {
+                scope.check_template(&use_, diags);
+            }
+        }
     }
 
     // Main steps: their ancestors are known only when the graph is a DAG; without one,

@@ -4,6 +4,7 @@
 //! `RunNotIn`, `LockHeld`) are normal outcomes the engine matches on: a stale job, a worker
 //! that lost its lease, an operator racing another. They leave the database unchanged.
 
+use super::schedule_model::ScheduleStatus;
 use crate::state::{RunStatus, StepStatus, UnknownStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,26 @@ pub enum Error {
         operator: String,
         what: String,
     },
+
+    #[error("schedule `{0}` not found")]
+    ScheduleNotFound(String),
+
+    /// `schedule_add` of an id that exists with another configuration, without `replace`.
+    #[error("schedule `{id}` already exists with a different {differences}")]
+    ScheduleExists { id: String, differences: String },
+
+    /// A guarded schedule transition found the schedule in another status.
+    #[error("schedule `{id}` is {actual}, not {expected}")]
+    ScheduleNotIn {
+        id: String,
+        expected: &'static str,
+        actual: ScheduleStatus,
+    },
+
+    /// A scheduler's plan named a tick that is not the schedule's next one (or that another
+    /// scheduler recorded first): nothing was recorded.
+    #[error("tick {tick} of schedule `{id}` is not the next one to record")]
+    TickNotNext { id: String, tick: String },
 
     #[error("lock `{key}` is held by run `{holder}`")]
     LockHeld { key: String, holder: String },

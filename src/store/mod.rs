@@ -41,6 +41,9 @@ pub mod evidence;
 mod model;
 mod ops;
 mod postgres;
+mod schedule_model;
+mod schedule_ops;
+mod schedules;
 mod sqlite;
 
 use std::path::Path;
@@ -61,6 +64,10 @@ pub use model::{
     new_id,
 };
 pub use ops::QUEUE;
+pub use schedule_model::{
+    Added, Fire, FireOutcome, FirePlan, Fired, NewSchedule, Notice, NoticeState, OpenFire,
+    PlanFire, Schedule, ScheduleEvent, ScheduleKind, ScheduleStatus, Settled, TickRecord,
+};
 
 use crate::state::RunStatus;
 
@@ -90,6 +97,7 @@ macro_rules! dispatch {
         }
     };
 }
+use dispatch;
 
 impl Store {
     /// Opens the store named by `url` (`postgres://...`, `postgresql://...` or

@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::error::Result;
 use super::ops::{QUEUE, Wake};
+use super::schedule_model::Held;
 use crate::state::RunStatus;
 
 type Pool = PgPool;
@@ -74,5 +75,42 @@ pub(super) async fn jobs_delete_finished(pool: &Pool, older_than: DateTime<Utc>)
     Ok(deleted)
 }
 
+/// A schedule's row lock (see `schedule_ops`). A scheduler's transaction may be killed
+/// from under it without harm (it rolls back), and a scheduler stopped mid-transaction
+/// (SIGSTOP, a frozen VM) must not hold a schedule for long: the server ends a schedule
+/// transaction that sits idle for `SCHEDULE_TX_IDLE`, which releases the lock for the others.
+async fn lock_schedule(conn: &mut Conn, id: &str, skip: bool) -> Result<Held> {
+    sqlx::query(SCHEDULE_TX_IDLE).execute(&mut *conn).await?;
+    let sql = if skip {
+        "SELECT id FROM schedules WHERE id = $1 FOR UPDATE SKIP LOCKED"
+    } else {
+        "SELECT id FROM schedules WHERE id = $1 FOR UPDATE"
+    };
+    let locked: Option<String> = sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if locked.is_some() {
+        return Ok(Held::Taken);
+    }
+    if !skip {
+        return Ok(Held::Missing);
+    }
+    // Nothing came back: the row is locked by another scheduler, or it does not exist.
+    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM schedules WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(if exists.is_some() {
+        Held::Busy
+    } else {
+        Held::Missing
+    })
+}
+
+/// How long a schedule transaction may wait on its client (it does milliseconds of work).
+const SCHEDULE_TX_IDLE: &str = "SET LOCAL idle_in_transaction_session_timeout = '5s'";
+
 super::ops::transitions!();
 super::evidence::evidence_reads!();
+super::schedule_ops::schedule_transitions!();

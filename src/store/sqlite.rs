@@ -11,6 +11,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::error::Result;
 use super::ops::{QUEUE, Wake};
+use super::schedule_model::Held;
 use crate::state::RunStatus;
 
 type Pool = SqlitePool;
@@ -62,5 +63,19 @@ pub(super) async fn jobs_delete_finished(pool: &Pool, older_than: DateTime<Utc>)
     Ok(deleted)
 }
 
+/// Whether the schedule exists; the write transaction is its lock.
+async fn lock_schedule(conn: &mut Conn, id: &str, _skip: bool) -> Result<Held> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM schedules WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(if found.is_some() {
+        Held::Taken
+    } else {
+        Held::Missing
+    })
+}
+
 super::ops::transitions!();
 super::evidence::evidence_reads!();
+super::schedule_ops::schedule_transitions!();
