@@ -159,13 +159,6 @@ impl Cadence {
         self.search(floor(t), true, Direction::Backward)
     }
 
-    /// `t` on this cadence's wall clock, for people: `2026-03-29 03:00:00 CEST`.
-    pub fn local(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.zone)
-            .format("%Y-%m-%d %H:%M:%S %Z")
-            .to_string()
-    }
-
     fn search(
         &self,
         start: DateTime<Utc>,
@@ -184,6 +177,18 @@ impl Cadence {
 impl fmt::Display for Cadence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}` ({})", self.expression, self.zone.name())
+    }
+}
+
+/// `t` on the wall clock of `zone`, for people: `2026-03-29 03:00:00 CEST` (RFC 3339 UTC
+/// for a zone that does not parse).
+pub fn local(zone: &str, t: DateTime<Utc>) -> String {
+    match parse_zone(zone) {
+        Ok(zone) => t
+            .with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => t.to_rfc3339(),
     }
 }
 
@@ -253,11 +258,21 @@ mod tests {
         assert!(c.is_fixed_time());
         // Spring forward, 2026-03-29: 02:00 CET becomes 03:00 CEST; 02:30 does not exist.
         let spring = c.next_after(utc("2026-03-28T12:00:00Z")).unwrap();
-        assert_eq!(spring, utc("2026-03-29T01:00:00Z"), "{}", c.local(spring));
+        assert_eq!(
+            spring,
+            utc("2026-03-29T01:00:00Z"),
+            "{}",
+            local("Europe/Berlin", spring)
+        );
         assert_eq!(c.next_after(spring), Some(utc("2026-03-30T00:30:00Z")));
         // Fall back, 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:30 happens twice.
         let autumn = c.next_after(utc("2026-10-24T12:00:00Z")).unwrap();
-        assert_eq!(autumn, utc("2026-10-25T00:30:00Z"), "{}", c.local(autumn));
+        assert_eq!(
+            autumn,
+            utc("2026-10-25T00:30:00Z"),
+            "{}",
+            local("Europe/Berlin", autumn)
+        );
         assert_eq!(c.next_after(autumn), Some(utc("2026-10-26T01:30:00Z")));
     }
 

@@ -103,11 +103,12 @@ pub fn runs(args: &RunsArgs) -> anyhow::Result<u8> {
         };
         for r in store.runs_list(status, args.limit).await? {
             println!(
-                "{}  {:<10} {:<24} {}  {}",
+                "{}  {:<10} {:<24} {}  {:<24} {}",
                 r.id,
                 r.status.as_str(),
                 r.playbook,
                 r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                r.trigger,
                 r.error.as_deref().unwrap_or("")
             );
         }

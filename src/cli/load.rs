@@ -33,6 +33,46 @@ pub fn unreadable(path: &Path, diagnostic: crate::diagnostic::Diagnostic) -> Com
     }
 }
 
+/// Loads and compiles `FILE|NAME`, printing every problem. `Err(code)` when the playbook is
+/// invalid (the diagnostics are printed already). The text is what a run or a schedule pins.
+pub fn compiled(target: &str) -> anyhow::Result<Result<(crate::plan::Plan, String), u8>> {
+    let path = resolve(target)?;
+    let source = match read(&path)? {
+        Ok(s) => s,
+        Err(d) => {
+            print_diagnostics(&unreadable(&path, d), false);
+            return Ok(Err(super::exit::INVALID));
+        }
+    };
+    let text = source.text.clone();
+    let references = references(std::slice::from_ref(&path));
+    let compiled = crate::compiler::compile_all(vec![source], &references)
+        .pop()
+        .expect("one in, one out");
+    print_diagnostics(&compiled, false);
+    match compiled.plan {
+        Some(plan) => Ok(Ok((plan, text))),
+        None => {
+            eprintln!(
+                "failed: {} error(s) in `{}`",
+                compiled.errors(),
+                compiled.source.name
+            );
+            Ok(Err(super::exit::INVALID))
+        }
+    }
+}
+
+/// Prints param problems (or any located problem without a file position) as errors.
+pub fn print_bind_errors(errors: &[crate::plan::BindError]) {
+    for e in errors {
+        eprintln!("error: {}", e.message);
+        if let Some(h) = &e.hint {
+            eprintln!("  = help: {h}");
+        }
+    }
+}
+
 /// Loads, compiles and binds params for `FILE|NAME`, printing every problem. `Err(code)`
 /// when the playbook or the params are invalid (the diagnostics are printed already).
 #[allow(clippy::type_complexity)]
@@ -49,37 +89,14 @@ pub fn plan_with_params(
         u8,
     >,
 > {
-    let path = resolve(target)?;
-    let source = match read(&path)? {
-        Ok(s) => s,
-        Err(d) => {
-            print_diagnostics(&unreadable(&path, d), false);
-            return Ok(Err(super::exit::INVALID));
-        }
-    };
-    let text = source.text.clone();
-    let references = references(std::slice::from_ref(&path));
-    let compiled = crate::compiler::compile_all(vec![source], &references)
-        .pop()
-        .expect("one in, one out");
-    print_diagnostics(&compiled, false);
-    let Some(plan) = compiled.plan else {
-        eprintln!(
-            "failed: {} error(s) in `{}`",
-            compiled.errors(),
-            compiled.source.name
-        );
-        return Ok(Err(super::exit::INVALID));
+    let (plan, text) = match compiled(target)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(Err(code)),
     };
     match crate::plan::bind_params(&plan.playbook.params, given) {
         Ok(params) => Ok(Ok((plan, text, params))),
         Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-                if let Some(h) = e.hint {
-                    eprintln!("  = help: {h}");
-                }
-            }
+            print_bind_errors(&errors);
             Ok(Err(super::exit::INVALID))
         }
     }

@@ -12,6 +12,7 @@ mod plan;
 mod report;
 mod retry;
 mod run;
+mod schedule;
 pub mod schema;
 mod sim;
 mod validate;
@@ -76,6 +77,10 @@ enum Command {
     /// Recompute the hash-chained evidence of a run or of a JSON export: exit 0 intact, 1
     /// naming the first bad event.
     Verify(verify::VerifyArgs),
+    /// Manage schedules: add (from a playbook), list, show, pause, resume, remove.
+    Schedule(schedule::Args),
+    /// Fire due schedule ticks until SIGINT/SIGTERM (any number may run on one Postgres).
+    Scheduler(schedule::SchedulerArgs),
     /// Apply database migrations (they also run on every connect).
     Migrate,
     /// The bundled simulated school platform the shipped playbooks run against (docs/sim.md).
@@ -102,6 +107,8 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => retry::retry(&args),
         Command::Report(args) => report::report(&args),
         Command::Verify(args) => verify::verify(&args),
+        Command::Schedule(args) => schedule::run(&args),
+        Command::Scheduler(args) => schedule::scheduler(&args),
         Command::Migrate => cancel::migrate(),
         Command::Sim(args) => sim::run(&args),
     };

@@ -52,6 +52,9 @@ pub struct WorkerArgs {
     /// Steps this worker runs at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Do not fire schedules in this worker (run `runway scheduler` somewhere instead).
+    #[arg(long)]
+    no_scheduler: bool,
 }
 
 fn config(concurrency: usize) -> anyhow::Result<engine::Config> {
@@ -161,7 +164,14 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
             args.concurrency
         );
         let stop = crate::shutdown::on_signal();
+        let scheduler = (!args.no_scheduler).then(|| {
+            let scheduler = super::schedule::in_worker(store.clone());
+            tokio::spawn(scheduler.run(crate::scheduler::Clock::System, stop.clone()))
+        });
         engine.work(stop).await?;
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
+        }
         store.close().await;
         Ok(exit::OK)
     })

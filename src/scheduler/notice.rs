@@ -136,11 +136,5 @@ pub fn summary(notice: &Notice) -> String {
 
 /// A tick on the schedule's own wall clock.
 pub fn local(schedule: &Schedule, t: chrono::DateTime<chrono::Utc>) -> String {
-    match crate::cadence::parse_zone(&schedule.timezone) {
-        Ok(zone) => t
-            .with_timezone(&zone)
-            .format("%Y-%m-%d %H:%M:%S %Z")
-            .to_string(),
-        Err(_) => t.to_rfc3339(),
-    }
+    crate::cadence::local(&schedule.timezone, t)
 }
