@@ -13,6 +13,11 @@
 //! primary key and the guard refuse the second, and its transaction (run included) rolls
 //! back.
 //!
+//! Every early return after the lock rolls back explicitly: a dropped transaction's
+//! ROLLBACK is only queued, so its connection could go back to the pool still holding the
+//! schedule's lock, and the caller's next transaction (on another connection) would find
+//! its own schedule "busy".
+//!
 //! Locking order: a schedule transaction takes the schedule's lock first, then creates a
 //! new run (whose lock key it may take, as `run_create` does); it never locks an existing
 //! run. Run transitions never lock a schedule. So the two never wait on each other in a
@@ -238,9 +243,11 @@ macro_rules! schedule_transitions {
                     let differences = old.differences(new);
                     let revived = old.status == ScheduleStatus::Removed;
                     if differences.is_empty() && !revived {
+                        tx.rollback().await?;
                         return Ok((old, Added::Unchanged));
                     }
                     if !replace && !revived {
+                        tx.rollback().await?;
                         return Err(Error::ScheduleExists {
                             id: new.id.clone(),
                             differences: differences.join(", "),
@@ -306,10 +313,12 @@ macro_rules! schedule_transitions {
             let now = now_ms();
             let mut tx = begin(pool).await?;
             if lock_schedule(&mut tx, id, false).await? == Held::Missing {
+                tx.rollback().await?;
                 return Err(Error::ScheduleNotFound(id.to_owned()));
             }
             let old = fetch_schedule(&mut tx, id).await?;
             if !from.contains(&old.status) {
+                tx.rollback().await?;
                 return Err(Error::ScheduleNotIn {
                     id: id.to_owned(),
                     expected,
@@ -453,8 +462,14 @@ macro_rules! schedule_transitions {
             let now = millis(now);
             let mut tx = begin(pool).await?;
             match lock_schedule(&mut tx, id, true).await? {
-                Held::Missing => return Err(Error::ScheduleNotFound(id.to_owned())),
-                Held::Busy => return Ok(Settled::default()),
+                Held::Missing => {
+                    tx.rollback().await?;
+                    return Err(Error::ScheduleNotFound(id.to_owned()))
+                }
+                Held::Busy => {
+                    tx.rollback().await?;
+                    return Ok(Settled::default())
+                }
                 Held::Taken => {}
             }
             let schedule = fetch_schedule(&mut tx, id).await?;
@@ -468,6 +483,7 @@ macro_rules! schedule_transitions {
             .fetch_all(&mut *tx)
             .await?;
             if ended.is_empty() {
+                tx.rollback().await?;
                 return Ok(Settled::default());
             }
             let mut settled = Settled::default();
@@ -520,12 +536,19 @@ macro_rules! schedule_transitions {
             let now = millis(now);
             let mut tx = begin(pool).await?;
             match lock_schedule(&mut tx, id, true).await? {
-                Held::Missing => return Err(Error::ScheduleNotFound(id.to_owned())),
-                Held::Busy => return Ok(Fired::Busy),
+                Held::Missing => {
+                    tx.rollback().await?;
+                    return Err(Error::ScheduleNotFound(id.to_owned()))
+                }
+                Held::Busy => {
+                    tx.rollback().await?;
+                    return Ok(Fired::Busy)
+                }
                 Held::Taken => {}
             }
             let schedule = fetch_schedule(&mut tx, id).await?;
             if schedule.status != ScheduleStatus::Active {
+                tx.rollback().await?;
                 return Ok(Fired::Idle);
             }
             let rows = sqlx::query_as::<_, OpenFireRow>(
@@ -539,6 +562,7 @@ macro_rules! schedule_transitions {
             .await?;
             let open: Vec<OpenFire> = convert(rows)?;
             let Some(decided) = plan.plan(&schedule, &open, now_at) else {
+                tx.rollback().await?;
                 return Ok(Fired::Idle);
             };
             let tick_at = match decided {
@@ -573,6 +597,7 @@ macro_rules! schedule_transitions {
                     .await?
                     .rows_affected();
                     if moved == 0 {
+                        tx.rollback().await?;
                         return Err(tick_not_next(id, tick_at));
                     }
                     if failed {
@@ -589,6 +614,7 @@ macro_rules! schedule_transitions {
                 } => {
                     let tick_at = millis(tick_at);
                     if schedule.next_fire_at.map(millis) != Some(tick_at) {
+                        tx.rollback().await?;
                         return Err(tick_not_next(id, tick_at));
                     }
                     let (outcome, through, reason, failed) = match &record {
@@ -636,6 +662,7 @@ macro_rules! schedule_transitions {
                     .await?
                     .rows_affected();
                     if inserted == 0 {
+                        tx.rollback().await?;
                         return Err(tick_not_next(id, tick_at));
                     }
                     let moved = sqlx::query(
@@ -651,6 +678,7 @@ macro_rules! schedule_transitions {
                     .await?
                     .rows_affected();
                     if moved == 0 {
+                        tx.rollback().await?;
                         return Err(tick_not_next(id, tick_at));
                     }
                     if next.is_none() {
