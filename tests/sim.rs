@@ -635,7 +635,10 @@ impl<'a> Runner<'a> {
             .filter(|s| {
                 !matches!(
                     s.kind,
-                    StepKind::Gate(_) | StepKind::Wait(_) | StepKind::Invoke(_)
+                    StepKind::Gate(_)
+                        | StepKind::Wait(_)
+                        | StepKind::Invoke(_)
+                        | StepKind::Followup(_)
                 )
             })
             .map(|s| s.id.value.clone())

@@ -314,21 +314,32 @@ fn check_step(
         };
         check_condition(&scope, expect, diags);
     }
+    // A follow-up runs later and on its own, so it may name any playbook, itself
+    // included (no invoke cycle), but the playbook and its params must be right now.
+    if let StepKind::Followup(followup) = &step.kind {
+        match catalog.get(&followup.playbook) {
+            None if followup.playbook.value == playbook.name.value => check_invoke_params(
+                &followup.playbook,
+                &playbook.params,
+                &followup.params,
+                followup.playbook.location,
+                "followup",
+                diags,
+            ),
+            None => unknown_playbook(&followup.playbook, "followup", catalog, diags),
+            Some(target) => check_invoke_params(
+                &followup.playbook,
+                &target.params,
+                &followup.params,
+                followup.playbook.location,
+                "followup",
+                diags,
+            ),
+        }
+    }
     if let StepKind::Invoke(invoke) = &step.kind {
         match catalog.get(&invoke.playbook) {
-            None => {
-                let e = diags.error(
-                    invoke.playbook.location,
-                    format!(
-                        "`invoke` names an unknown playbook `{}`",
-                        invoke.playbook.value
-                    ),
-                );
-                match did_you_mean(&invoke.playbook, catalog.names()) {
-                    Some(close) => e.hint(format!("did you mean `{close}`?")),
-                    None => e.hint("give its file to `runway validate` too, or put it in RUNWAY_WORKFLOWS (default `workflows/`)"),
-                };
-            }
+            None => unknown_playbook(&invoke.playbook, "invoke", catalog, diags),
             Some(target) => {
                 check_invoke_params(
                     &invoke.playbook,
@@ -353,6 +364,22 @@ fn check_step(
             }
         }
     }
+}
+
+fn unknown_playbook(
+    name: &Spanned<String>,
+    kind: &str,
+    catalog: &Catalog,
+    diags: &mut Diagnostics,
+) {
+    let e = diags.error(
+        name.location,
+        format!("`{kind}` names an unknown playbook `{}`", name.value),
+    );
+    match did_you_mean(name, catalog.names()) {
+        Some(close) => e.hint(format!("did you mean `{close}`?")),
+        None => e.hint("give its file to `runway validate` too, or put it in RUNWAY_WORKFLOWS (default `workflows/`)"),
+    };
 }
 
 /// `params:` given to a playbook (by `invoke` or a schedule): all required ones present, no

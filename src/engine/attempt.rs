@@ -32,6 +32,12 @@ pub enum Action {
         params: Vec<(String, String)>,
         until: Option<DateTime<Utc>>,
     },
+    /// A `followup` step registers a run of another playbook for `due`, and ends.
+    Followup {
+        playbook: String,
+        params: Vec<(String, String)>,
+        due: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -217,6 +223,36 @@ async fn run_kind(input: &Input<'_>, cancel: CancellationToken) -> Result<Action
                 playbook: invoke.playbook.value.clone(),
                 params,
                 until,
+            })
+        }
+        StepKind::Followup(followup) => {
+            let mut params = Vec::new();
+            for (name, value) in &followup.params.0 {
+                params.push((name.value.clone(), render(value, input, "params")?));
+            }
+            // From the step's first start, so an attempt after a crash asks for the same time.
+            let due = match (&followup.after, &followup.at) {
+                (Some(d), _) => {
+                    started
+                        + chrono::Duration::from_std(d.value.as_std())
+                            .unwrap_or(chrono::Duration::MAX)
+                }
+                (None, Some(at)) => {
+                    let text = render(at, input, "at")?;
+                    DateTime::parse_from_rfc3339(text.trim())
+                        .map_err(|e| {
+                            Ended::permanent(format!(
+                                "`at` is not an RFC 3339 timestamp (`{text}`): {e}"
+                            ))
+                        })?
+                        .with_timezone(&Utc)
+                }
+                (None, None) => return Err(Ended::permanent("`followup` has no `after` or `at`")),
+            };
+            Ok(Action::Followup {
+                playbook: followup.playbook.value.clone(),
+                params,
+                due,
             })
         }
         StepKind::Gate(_) => Err(Ended::permanent(

@@ -8,13 +8,15 @@
 //! - [`create`]: a new run's rows from a plan and bound params.
 //! - [`worker`]: the queue consumer (apalis), the claim/attempt/record cycle, lease
 //!   renewal and the reaper.
-//! - [`attempt`] and `remote`: one attempt of each step kind.
+//! - [`attempt`] and `remote`: one attempt of each step kind; `followup`: registering a
+//!   `followup` step's run for later (the scheduler starts it).
 //! - [`context`]: what templates see; [`crate::secrets`] masks before anything is stored.
 
 pub mod attempt;
 pub mod context;
 pub mod create;
 pub mod decide;
+mod followup;
 pub mod human;
 pub mod progress;
 mod remote;

@@ -187,6 +187,14 @@ impl Engine {
                 self.invoke(&plan, &run, &row, lease, &playbook, &params, until)
                     .await
             }
+            Action::Followup {
+                playbook,
+                params,
+                due,
+            } => {
+                self.followup(&plan, &run, &row, lease, &playbook, &params, due)
+                    .await
+            }
         };
         match result {
             Err(store::Error::LeaseLost { .. }) => {
@@ -365,6 +373,22 @@ impl Engine {
         playbook: &str,
         params: &[(String, String)],
     ) -> Result<store::NewRun, String> {
+        let (plan, text, bound) = self.load_playbook(playbook, params)?;
+        let origin = Origin {
+            starter: run.starter.clone(),
+            trigger: format!("invoke:{}/{}", run.id, row.step_id),
+            parent: Some((run.id.clone(), row.step_id.clone())),
+        };
+        new_run(&plan, &text, bound, &origin)
+    }
+
+    /// The playbook an `invoke` or `followup` step names, from the workflows directory as
+    /// it is now: compiled, with its text (which the new run pins) and `params` bound.
+    pub(super) fn load_playbook(
+        &self,
+        playbook: &str,
+        params: &[(String, String)],
+    ) -> Result<(Plan, String, serde_json::Map<String, serde_json::Value>), String> {
         let path = crate::library::resolve_in(&self.config.workflows, playbook)
             .map_err(|e| format!("cannot load playbook `{playbook}`: {e:#}"))?;
         let source = match crate::library::read(&path) {
@@ -381,12 +405,7 @@ impl Engine {
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-        let origin = Origin {
-            starter: run.starter.clone(),
-            trigger: format!("invoke:{}/{}", run.id, row.step_id),
-            parent: Some((run.id.clone(), row.step_id.clone())),
-        };
-        new_run(&plan, &text, bound, &origin)
+        Ok((plan, text, bound))
     }
 
     /// Runs the reaper until `stop`: expired leases become ready again, with a new job.

@@ -98,7 +98,10 @@ impl Plan {
     pub fn worst_case(&self, step: &Step) -> WorstCase {
         match &step.kind {
             StepKind::Wait(Wait::For(d)) => return WorstCase::Bounded(d.value.as_std()),
-            StepKind::Gate(_) | StepKind::Noop(_) => return WorstCase::Bounded(StdDuration::ZERO),
+            // A follow-up only registers a run for later: it is not part of this run's time.
+            StepKind::Gate(_) | StepKind::Noop(_) | StepKind::Followup(_) => {
+                return WorstCase::Bounded(StdDuration::ZERO);
+            }
             _ => {}
         }
         let Some(timeout) = self.timeout(step) else {

@@ -188,16 +188,26 @@ impl<'p> View<'p> {
                     .collect();
                 format!("GO/NO-GO over {}", checks.join(", "))
             }
-            StepKind::Invoke(i) => {
-                let params: Vec<String> = i
-                    .params
-                    .0
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", k.value, self.show(v)))
-                    .collect();
-                format!("run playbook {} {}", i.playbook.value, params.join(" "))
-                    .trim_end()
-                    .to_owned()
+            StepKind::Invoke(i) => format!(
+                "run playbook {} {}",
+                i.playbook.value,
+                self.params(&i.params)
+            )
+            .trim_end()
+            .to_owned(),
+            StepKind::Followup(f) => {
+                let when = match (&f.after, &f.at) {
+                    (Some(d), _) => format!("{} after this step", d.value),
+                    (None, Some(at)) => format!("at {}", self.show(at)),
+                    (None, None) => String::new(),
+                };
+                format!(
+                    "schedule playbook {} {when} {}",
+                    f.playbook.value,
+                    self.params(&f.params)
+                )
+                .trim_end()
+                .to_owned()
             }
             StepKind::Notify(n) => format!(
                 "POST \"{}\" to {}",
@@ -206,6 +216,16 @@ impl<'p> View<'p> {
             ),
             StepKind::Noop(_) => String::new(),
         }
+    }
+
+    /// `k=v` pairs of `invoke`/`followup` params, rendered.
+    fn params(&self, params: &crate::playbook::kinds::TemplateMap) -> String {
+        let pairs: Vec<String> = params
+            .0
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.value, self.show(v)))
+            .collect();
+        pairs.join(" ")
     }
 
     fn index_of(&self, step: &Step) -> usize {

@@ -2,6 +2,7 @@
 
 mod approval;
 mod checklist;
+mod followup;
 mod gate;
 mod http;
 mod invoke;
@@ -13,6 +14,7 @@ mod wait;
 
 pub use approval::{Approval, Escalation, OnTimeout};
 pub use checklist::{Checklist, ChecklistItem};
+pub use followup::Followup;
 pub use gate::Gate;
 pub use http::{Http, Method};
 pub use invoke::Invoke;
@@ -43,12 +45,13 @@ pub enum StepKind {
     Checklist(Checklist),
     Gate(Gate),
     Invoke(Invoke),
+    Followup(Followup),
     Notify(Notify),
     Noop(Noop),
 }
 
 /// The field names of the kinds, in the order the docs list them.
-pub const KIND_NAMES: [&str; 10] = [
+pub const KIND_NAMES: [&str; 11] = [
     "shell",
     "http",
     "sql",
@@ -57,6 +60,7 @@ pub const KIND_NAMES: [&str; 10] = [
     "checklist",
     "gate",
     "invoke",
+    "followup",
     "notify",
     "noop",
 ];
@@ -91,6 +95,7 @@ impl StepKind {
             StepKind::Checklist(_) => "checklist",
             StepKind::Gate(_) => "gate",
             StepKind::Invoke(_) => "invoke",
+            StepKind::Followup(_) => "followup",
             StepKind::Notify(_) => "notify",
             StepKind::Noop(_) => "noop",
         }
@@ -107,6 +112,7 @@ impl StepKind {
             "checklist" => StepKind::Checklist(Checklist::decode(node, diags)?),
             "gate" => StepKind::Gate(Gate::decode(node, diags)?),
             "invoke" => StepKind::Invoke(Invoke::decode(node, diags)?),
+            "followup" => StepKind::Followup(Followup::decode(node, diags)?),
             "notify" => StepKind::Notify(Notify::decode(node, diags)?),
             "noop" => StepKind::Noop(Noop::decode(node, diags)?),
             _ => return None,
@@ -123,6 +129,7 @@ impl StepKind {
             StepKind::Approval(k) => k.templates(),
             StepKind::Checklist(k) => k.templates(),
             StepKind::Invoke(k) => k.templates(),
+            StepKind::Followup(k) => k.templates(),
             StepKind::Notify(k) => k.templates(),
             StepKind::Gate(_) | StepKind::Noop(_) => Vec::new(),
         }
@@ -148,6 +155,7 @@ impl StepKind {
             StepKind::Invoke(_) => minutes(24 * 60),
             StepKind::Gate(_)
             | StepKind::Noop(_)
+            | StepKind::Followup(_)
             | StepKind::Wait(_)
             | StepKind::Approval(_)
             | StepKind::Checklist(_) => None,
@@ -168,11 +176,12 @@ impl StepKind {
         )
     }
 
-    /// Whether `timeout` means something for the kind: all but gates, no-ops and waits.
+    /// Whether `timeout` means something for the kind: all but gates, no-ops, waits and
+    /// follow-ups (which only register a run for later).
     pub fn takes_timeout(&self) -> bool {
         !matches!(
             self,
-            StepKind::Gate(_) | StepKind::Noop(_) | StepKind::Wait(_)
+            StepKind::Gate(_) | StepKind::Noop(_) | StepKind::Wait(_) | StepKind::Followup(_)
         )
     }
 
