@@ -1,20 +1,37 @@
-//! The engine's speed on both stores: a 40-step chain of no-op steps (latency per hop), a
-//! 40-wide fan-out and join, and 2,000 independent no-op steps through 1 and 4 workers
-//! (throughput). Workers are in-process `Engine`s with their own apalis workers, exactly
-//! what `runway worker` runs.
+//! The engine's speed and memory on both stores, next to the database's own ceiling.
 //!
-//! `cargo bench --bench engine`. Postgres: `RUNWAY_BENCH_POSTGRES_URL` (a server URL; a
-//! fresh database is created per scenario), default `postgres://postgres@127.0.0.1:5432/postgres`;
-//! set it to `skip` to measure SQLite only. Prints a table and one JSON line per scenario.
+//! `cargo bench --bench engine [-- FILTER...]` runs the scenarios whose name contains one of
+//! the filters (all when none is given):
+//!
+//! - `pgbench-1`, `pgbench-4`: `pgbench` inserting one row per transaction with 1 and 4
+//!   clients, the ceiling for commits per second on this machine (Postgres only; skipped
+//!   when `pgbench` is not installed).
+//! - `chain-40`: a 40-step chain of no-op steps: latency per hop.
+//! - `fan-out-40-join`: one step, 40 parallel steps, a join.
+//! - `steps-10000`: 10,000 no-op steps (100 runs of 100 parallel steps, created up front)
+//!   through 1 and 4 workers: throughput.
+//! - `one-run-2000`: 2,000 parallel no-op steps of one run, through 4 workers: the bound
+//!   that the per-run lock sets (every transition of a run is serialized).
+//! - `memory`: resident memory of a `runway worker` process idle, and with 1,000 runs
+//!   waiting at approvals.
+//!
+//! Workers are in-process `Engine`s with their own apalis workers, exactly what
+//! `runway worker` runs (the memory scenario runs the real binary). Postgres:
+//! `RUNWAY_BENCH_POSTGRES_URL` (a server URL; a fresh database per scenario), default
+//! `postgres://postgres@127.0.0.1:5432/postgres`; `skip` measures SQLite only. Prints a
+//! table line and a JSON line per figure.
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runway::engine::{self, Engine, Origin};
+use runway::plan::Plan;
 use runway::source::Source;
 use runway::state::RunStatus;
 use runway::store::Store;
-use serde_json::Map;
+use serde_json::{Map, json};
 use tokio_util::sync::CancellationToken;
 
 fn chain(n: usize) -> String {
@@ -48,110 +65,313 @@ fn wide(n: usize) -> String {
     s
 }
 
+const APPROVAL: &str =
+    "runway: 1\nname: gate\nsteps:\n  - id: approve\n    approval: { prompt: 'Go?' }\n";
+
+fn compile(text: &str) -> Plan {
+    engine::compile(
+        Source {
+            name: "bench".into(),
+            text: text.to_owned(),
+        },
+        Path::new("workflows"),
+    )
+    .expect("the bench playbook compiles")
+}
+
 async fn fresh_postgres(server: &str, tag: &str) -> String {
     let db = format!("runway_bench_{tag}_{}", std::process::id());
-    let admin = Store::connect(server).await.expect("postgres server");
-    if let Store::Postgres(pool) = &admin {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
-            .execute(pool)
-            .await
-            .expect("drop");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-            .execute(pool)
-            .await
-            .expect("create");
-    }
+    let admin = sqlx::PgPool::connect(server)
+        .await
+        .expect("postgres server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+        .execute(&admin)
+        .await
+        .expect("drop");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&admin)
+        .await
+        .expect("create");
     admin.close().await;
     let (base, _) = server.rsplit_once('/').expect("a URL with a database");
     format!("{base}/{db}")
 }
 
-/// Runs `text` once on `workers` in-process workers; returns (wall time, steps).
-async fn measure(url: &str, text: &str, workers: usize, concurrency: usize) -> (Duration, usize) {
-    let store = Store::connect(url).await.expect("store");
-    let plan = engine::compile(
-        Source {
-            name: "bench".into(),
-            text: text.to_owned(),
-        },
-        std::path::Path::new("workflows"),
-    )
-    .expect("compiles");
-    let steps = plan.playbook.steps.len();
+struct Workers {
+    stop: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<Result<(), engine::Error>>>,
+}
+
+fn start_workers(store: &Store, workers: usize, concurrency: usize) -> Workers {
     let stop = CancellationToken::new();
-    let mut handles = Vec::new();
-    for _ in 0..workers {
-        let engine = Engine::new(
-            store.clone(),
-            engine::Config {
-                concurrency,
-                ..engine::Config::default()
-            },
-        );
-        handles.push(tokio::spawn(Arc::clone(&engine).work(stop.clone())));
+    let handles = (0..workers)
+        .map(|_| {
+            let engine = Engine::new(
+                store.clone(),
+                engine::Config {
+                    concurrency,
+                    ..engine::Config::default()
+                },
+            );
+            tokio::spawn(Arc::clone(&engine).work(stop.clone()))
+        })
+        .collect();
+    Workers { stop, handles }
+}
+
+impl Workers {
+    async fn stop(self) {
+        self.stop.cancel();
+        for h in self.handles {
+            let _ = h.await;
+        }
     }
-    // Let the workers register and go idle, so the figure is the engine, not start-up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn create_runs(store: &Store, plan: &Plan, text: &str, n: usize) -> Vec<String> {
     let origin = Origin {
         starter: "bench".into(),
         trigger: "manual".into(),
         parent: None,
     };
-    let new = engine::new_run(&plan, text, Map::new(), &origin).expect("run");
-    let started = Instant::now();
-    let run = store.run_create(&new).await.expect("create");
-    loop {
-        let r = store.run_get(&run.id).await.expect("get");
-        if r.status == RunStatus::Succeeded {
-            break;
-        }
-        assert!(!r.status.is_terminal(), "bench run ended {}", r.status);
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let new = engine::new_run(plan, text, Map::new(), &origin).expect("run");
+        ids.push(store.run_create(&new).await.expect("create").id);
     }
-    let took = started.elapsed();
-    stop.cancel();
-    for h in handles {
-        let _ = h.await;
-    }
-    store.close().await;
-    (took, steps)
+    ids
 }
 
-fn report(backend: &str, scenario: &str, workers: usize, took: Duration, steps: usize) {
+/// Waits until every run in `ids` is in `status`.
+async fn await_all(store: &Store, ids: &[String], status: RunStatus) {
+    let mut left: Vec<&String> = ids.iter().collect();
+    while let Some(id) = left.last() {
+        let r = store.run_get(id).await.expect("get");
+        if r.status == status {
+            left.pop();
+            continue;
+        }
+        assert!(!r.status.is_terminal(), "bench run {id} ended {}", r.status);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One run of `text` on idle workers: its wall time from creation to success.
+async fn latency(url: &str, text: &str) -> (Duration, usize) {
+    let store = Store::connect(url).await.expect("store");
+    let plan = compile(text);
+    let workers = start_workers(&store, 1, 4);
+    // Let the worker register and go idle, so the figure is the engine, not start-up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let ids = create_runs(&store, &plan, text, 1).await;
+    await_all(&store, &ids, RunStatus::Succeeded).await;
+    let took = started.elapsed();
+    workers.stop().await;
+    store.close().await;
+    (took, plan.playbook.steps.len())
+}
+
+/// `runs` runs of `text`, created before the workers start: the time until all succeeded.
+async fn throughput(url: &str, text: &str, runs: usize, workers: usize) -> (Duration, usize) {
+    let store = Store::connect(url).await.expect("store");
+    let plan = compile(text);
+    let ids = create_runs(&store, &plan, text, runs).await;
+    let started = Instant::now();
+    let pool = start_workers(&store, workers, 16);
+    await_all(&store, &ids, RunStatus::Succeeded).await;
+    let took = started.elapsed();
+    pool.stop().await;
+    store.close().await;
+    (took, runs * plan.playbook.steps.len())
+}
+
+fn report(backend: &str, scenario: &str, workers: usize, took: Duration, steps: usize) -> f64 {
     let ms = took.as_secs_f64() * 1000.0;
     let per_step = ms / steps as f64;
     let per_sec = steps as f64 / took.as_secs_f64();
     println!(
-        "{backend:<9} {scenario:<22} workers={workers} {ms:>9.1} ms  {per_step:>7.2} ms/step  {per_sec:>8.0} steps/s"
+        "{backend:<9} {scenario:<18} workers={workers} {ms:>9.1} ms  {per_step:>7.3} ms/step  {per_sec:>8.0} steps/s"
     );
     println!(
-        "{{\"backend\":\"{backend}\",\"scenario\":\"{scenario}\",\"workers\":{workers},\"ms\":{ms:.1},\"ms_per_step\":{per_step:.3},\"steps_per_s\":{per_sec:.0}}}"
+        "{}",
+        json!({
+            "backend": backend, "scenario": scenario, "workers": workers,
+            "ms": (ms * 10.0).round() / 10.0, "ms_per_step": (per_step * 1000.0).round() / 1000.0,
+            "steps_per_s": per_sec.round(),
+        })
+    );
+    per_sec
+}
+
+/// pgbench's TPS for a one-row INSERT per transaction with `clients` clients, or `None`
+/// when pgbench is not installed.
+fn pgbench(url: &str, clients: usize) -> Option<f64> {
+    let bin = ["/usr/lib/postgresql/15/bin/pgbench", "pgbench"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())?;
+    let script = tempfile::NamedTempFile::new().expect("script");
+    std::fs::write(script.path(), "INSERT INTO bench_rows (v) VALUES (1);\n").expect("write");
+    let psql = Command::new("psql")
+        .args([
+            url,
+            "-q",
+            "-c",
+            "CREATE TABLE IF NOT EXISTS bench_rows (id bigserial PRIMARY KEY, v int)",
+        ])
+        .output()
+        .ok()?;
+    if !psql.status.success() {
+        return None;
+    }
+    let out = Command::new(bin)
+        .args([
+            "-n",
+            "-T",
+            "5",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.to_string(),
+            "-f",
+        ])
+        .arg(script.path())
+        .arg(url)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps ="))?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()?;
+    println!(
+        "postgres  pgbench-{clients:<10} clients={clients} {tps:>9.0} TPS (one-row INSERT per transaction)"
+    );
+    println!(
+        "{}",
+        json!({ "backend": "postgres", "scenario": format!("pgbench-{clients}"), "tps": tps })
+    );
+    Some(tps)
+}
+
+/// VmRSS and VmHWM of a process, in MiB.
+fn memory_of(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A `runway worker` process: idle, then with 1,000 runs parked at an approval.
+async fn memory(backend: &str, url: &str) {
+    let store = Store::connect(url).await.expect("store");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_runway"))
+        .args(["worker", "--concurrency", "4"])
+        .env("RUNWAY_DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runway worker");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (idle, _) = memory_of(worker.id());
+    let plan = compile(APPROVAL);
+    let ids = create_runs(&store, &plan, APPROVAL, 1000).await;
+    await_all(&store, &ids, RunStatus::Waiting).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (waiting, peak) = memory_of(worker.id());
+    let _ = worker.kill();
+    let _ = worker.wait();
+    store.close().await;
+    println!(
+        "{backend:<9} memory             idle {idle:.1} MiB; 1,000 runs at approvals {waiting:.1} MiB (peak {peak:.1} MiB)"
+    );
+    println!(
+        "{}",
+        json!({
+            "backend": backend, "scenario": "memory", "idle_mib": (idle * 10.0).round() / 10.0,
+            "waiting_1000_mib": (waiting * 10.0).round() / 10.0, "peak_mib": (peak * 10.0).round() / 10.0,
+        })
     );
 }
 
 fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let server = std::env::var("RUNWAY_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let postgres = server != "skip";
     let dir = tempfile::tempdir().expect("tempdir");
-    let scenarios: [(&str, String, usize, usize); 4] = [
-        ("chain-40", chain(40), 1, 4),
-        ("fan-out-40-join", fan(40), 1, 4),
-        ("independent-2000", wide(2000), 1, 16),
-        ("independent-2000", wide(2000), 4, 16),
-    ];
+    let sqlite = |tag: &str| format!("sqlite://{}/bench-{tag}.db", dir.path().display());
     rt.block_on(async {
-        for (i, (name, text, workers, concurrency)) in scenarios.iter().enumerate() {
-            let sqlite = format!("sqlite://{}/bench-{i}.db", dir.path().display());
-            let (took, steps) = measure(&sqlite, text, *workers, *concurrency).await;
-            report("sqlite", name, *workers, took, steps);
-            if server != "skip" {
-                let url = fresh_postgres(&server, &format!("s{i}")).await;
-                let (took, steps) = measure(&url, text, *workers, *concurrency).await;
-                report("postgres", name, *workers, took, steps);
+        let mut tps4 = None;
+        if postgres {
+            for clients in [1, 4] {
+                let name = format!("pgbench-{clients}");
+                if wanted(&name) {
+                    let url = fresh_postgres(&server, &name.replace('-', "_")).await;
+                    let tps = pgbench(&url, clients);
+                    if clients == 4 {
+                        tps4 = tps;
+                    }
+                }
+            }
+        }
+        let mut backends = vec!["sqlite"];
+        if postgres {
+            backends.push("postgres");
+        }
+        for backend in &backends {
+            let sqlite = &sqlite;
+            let server = &server;
+            let url = async |tag: &str| match *backend {
+                "sqlite" => sqlite(tag),
+                _ => fresh_postgres(server, tag).await,
+            };
+            for (name, text) in [("chain-40", chain(40)), ("fan-out-40-join", fan(40))] {
+                if wanted(name) {
+                    let (took, steps) = latency(&url(&name.replace('-', "_")).await, &text).await;
+                    report(backend, name, 1, took, steps);
+                }
+            }
+            if wanted("steps-10000") {
+                for workers in [1, 4] {
+                    let tag = format!("steps_{workers}");
+                    let (took, steps) = throughput(&url(&tag).await, &wide(100), 100, workers).await;
+                    let per_sec = report(backend, "steps-10000", workers, took, steps);
+                    if *backend == "postgres"
+                        && let Some(tps) = tps4
+                    {
+                        println!(
+                            "postgres  steps-10000        workers={workers} {:.2} of pgbench-4 TPS / 2 (goal 0.5)",
+                            per_sec / (tps / 2.0)
+                        );
+                    }
+                }
+            }
+            if wanted("one-run-2000") {
+                let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, 4).await;
+                report(backend, "one-run-2000", 4, took, steps);
+            }
+            if wanted("memory") {
+                memory(backend, &url("memory").await).await;
             }
         }
     });

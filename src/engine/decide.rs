@@ -21,11 +21,11 @@ use std::collections::HashMap;
 use serde_json::json;
 
 use super::context::context;
-use super::progress::{Outcome, progress, undo_order};
-use crate::plan::Plan;
+use super::progress::{Outcome, progress, ready_after, undo_order};
+use crate::plan::{Place, Plan};
 use crate::playbook::step::Step;
 use crate::state::{RunStatus, StepStatus};
-use crate::store::{Advance, Decide, Decision, NewEvent, Run, StepList, StepRun};
+use crate::store::{Advance, Decide, Decision, Ended, NewEvent, Run, StepList, StepRun};
 
 /// Decides for runs of one plan.
 pub struct Decider<'a> {
@@ -38,7 +38,57 @@ enum Ending {
     Cancelled,
 }
 
+impl Decider<'_> {
+    /// The main step that ended, when its end can be decided from its dependents alone (a
+    /// success or a warning; anything else may end or unwind the run).
+    fn main_success(&self, ended: &Ended<'_>) -> Option<usize> {
+        match (self.plan.index().place(ended.step_id)?, ended.status) {
+            (Place::Main(i), StepStatus::Succeeded | StepStatus::Warned) => Some(i),
+            _ => None,
+        }
+    }
+}
+
 impl Decide for Decider<'_> {
+    fn reads_after(&self, ended: &Ended<'_>) -> Option<Vec<String>> {
+        let i = self.main_success(ended)?;
+        let (plan, index) = (self.plan, self.plan.index());
+        let steps = &plan.playbook.steps;
+        let mut ids: Vec<&str> = Vec::new();
+        for &d in index.dependents(i) {
+            ids.push(&steps[d].id.value);
+            ids.extend(
+                plan.graph.deps[d]
+                    .iter()
+                    .map(|&j| steps[j].id.value.as_str()),
+            );
+            ids.extend(
+                index
+                    .reads(&plan.playbook, &steps[d].id.value)
+                    .iter()
+                    .map(String::as_str),
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Some(ids.into_iter().map(str::to_owned).collect())
+    }
+
+    fn decide_after(&self, run: &Run, ended: &Ended<'_>, rows: &[StepRun]) -> Option<Advance> {
+        let i = self.main_success(ended)?;
+        let steps = &self.plan.playbook.steps;
+        let by_id: HashMap<&str, &StepRun> = rows.iter().map(|r| (r.step_id.as_str(), r)).collect();
+        let status = |j: usize| by_id.get(steps[j].id.value.as_str()).map(|r| r.status);
+        let ready = ready_after(self.plan, i, status, &context(run, rows))?;
+        Some(Advance {
+            then: ready
+                .into_iter()
+                .map(|d| Decision::ready(steps[d].id.value.clone()))
+                .collect(),
+            ..Advance::default()
+        })
+    }
+
     fn decide(&self, run: &Run, rows: &[StepRun]) -> Advance {
         let plan = self.plan;
         let by_id: HashMap<&str, &StepRun> = rows.iter().map(|r| (r.step_id.as_str(), r)).collect();
@@ -66,11 +116,7 @@ impl Decide for Decider<'_> {
             let names = |ix: &[usize]| -> Vec<String> {
                 ix.iter().map(|&j| steps[j].id.value.clone()).collect()
             };
-            let status = match (verdict.go, steps[*i].critical) {
-                (true, _) => StepStatus::Succeeded,
-                (false, true) => StepStatus::Failed,
-                (false, false) => StepStatus::Warned,
-            };
+            let status = verdict.status(steps[*i].critical);
             let error = match (verdict.go, verdict.none_ran) {
                 (true, _) => None,
                 (false, true) => Some("NO-GO: none of its checks ran (all skipped)".to_owned()),

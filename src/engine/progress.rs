@@ -85,48 +85,26 @@ pub fn progress(plan: &Plan, statuses: &[StepStatus], context: &Value) -> Progre
             if st[i] != StepStatus::Pending {
                 continue;
             }
-            let deps = &plan.graph.deps[i];
-            if deps.iter().any(|&j| !st[j].is_terminal()) {
+            if plan.graph.deps[i].iter().any(|&j| !st[j].is_terminal()) {
                 continue;
             }
-            let decided = if let StepKind::Gate(_) = steps[i].kind {
-                let verdict = verdict(deps, &st);
-                let status = match (verdict.go, steps[i].critical) {
-                    (true, _) => StepStatus::Succeeded,
-                    (false, true) => StepStatus::Failed,
-                    (false, false) => StepStatus::Warned,
-                };
-                out.verdicts.push((i, verdict));
-                status
-            } else if steps[i].needs.is_some()
-                && !deps.is_empty()
-                && deps.iter().all(|&j| st[j] == StepStatus::Skipped)
-            {
-                // Only explicit `needs` propagate a skip: a step that merely follows a
-                // skipped one in list order still runs (`when: false` on one step of a
-                // sequence must not end the sequence).
-                out.skipped.push((i, SkipReason::NeedsSkipped));
-                StepStatus::Skipped
-            } else if deps.iter().any(|&j| st[j] == StepStatus::Failed) {
-                // Only a check that feeds gates can be failed here without the run having
-                // failed; a step that needs it directly cannot run without its result.
-                out.skipped.push((i, SkipReason::NeedsSkipped));
-                StepStatus::Skipped
-            } else {
-                match steps[i].when.as_ref().map(|w| w.value.eval(&ctx)) {
-                    None | Some(Ok(true)) => {
-                        out.ready.push(i);
-                        StepStatus::Ready
-                    }
-                    Some(Ok(false)) => {
-                        out.skipped.push((i, SkipReason::WhenFalse));
-                        StepStatus::Skipped
-                    }
-                    Some(Err(e)) => {
-                        out.failed
-                            .push((i, format!("`when` could not be evaluated: {e}")));
-                        StepStatus::Failed
-                    }
+            let decided = match decide_step(plan, i, |j| st[j], &ctx) {
+                Decided::Ready => {
+                    out.ready.push(i);
+                    StepStatus::Ready
+                }
+                Decided::Skipped(reason) => {
+                    out.skipped.push((i, reason));
+                    StepStatus::Skipped
+                }
+                Decided::Gate(verdict) => {
+                    let status = verdict.status(steps[i].critical);
+                    out.verdicts.push((i, verdict));
+                    status
+                }
+                Decided::Failed(message) => {
+                    out.failed.push((i, message));
+                    StepStatus::Failed
                 }
             };
             st[i] = decided;
@@ -148,6 +126,79 @@ pub fn progress(plan: &Plan, statuses: &[StepStatus], context: &Value) -> Progre
     out
 }
 
+/// How a pending main step whose needs are all terminal is decided.
+enum Decided {
+    Ready,
+    Skipped(SkipReason),
+    Gate(Verdict),
+    Failed(String),
+}
+
+/// Decides pending main step `i`, every step it needs being terminal (`st` gives their
+/// statuses; `ctx` is the condition context).
+fn decide_step(plan: &Plan, i: usize, st: impl Fn(usize) -> StepStatus, ctx: &Value) -> Decided {
+    let step = &plan.playbook.steps[i];
+    let deps = &plan.graph.deps[i];
+    if let StepKind::Gate(_) = step.kind {
+        return Decided::Gate(verdict(deps, &st));
+    }
+    if step.needs.is_some()
+        && !deps.is_empty()
+        && deps.iter().all(|&j| st(j) == StepStatus::Skipped)
+    {
+        // Only explicit `needs` propagate a skip: a step that merely follows a skipped one
+        // in list order still runs (`when: false` on one step of a sequence must not end
+        // the sequence).
+        return Decided::Skipped(SkipReason::NeedsSkipped);
+    }
+    if deps.iter().any(|&j| st(j) == StepStatus::Failed) {
+        // Only a check that feeds gates can be failed here without the run having failed;
+        // a step that needs it directly cannot run without its result.
+        return Decided::Skipped(SkipReason::NeedsSkipped);
+    }
+    match step.when.as_ref().map(|w| w.value.eval(ctx)) {
+        None | Some(Ok(true)) => Decided::Ready,
+        Some(Ok(false)) => Decided::Skipped(SkipReason::WhenFalse),
+        Some(Err(e)) => Decided::Failed(format!("`when` could not be evaluated: {e}")),
+    }
+}
+
+/// [`progress`] after main step `ended` succeeded or warned, from the statuses of its
+/// dependents and their needs alone (`status` gives them; `ctx` holds what their `when`s
+/// read): the dependents that become ready, in list order. `None` when something other
+/// than "ready" follows (a skip, a gate's verdict, a failure), which can reach further than
+/// the dependents and is left to [`progress`] over the whole run.
+///
+/// This is exact because a pending step is decided in the transaction where the last step
+/// it needs ends, so only that step's dependents can become decidable; and a success or a
+/// warning never makes a run's failure fatal.
+pub fn ready_after(
+    plan: &Plan,
+    ended: usize,
+    status: impl Fn(usize) -> Option<StepStatus>,
+    ctx: &Value,
+) -> Option<Vec<usize>> {
+    let mut ready = Vec::new();
+    for &d in plan.index().dependents(ended) {
+        if status(d)? != StepStatus::Pending {
+            continue;
+        }
+        let mut deps = Vec::with_capacity(plan.graph.deps[d].len());
+        for &j in &plan.graph.deps[d] {
+            deps.push(status(j)?);
+        }
+        if deps.iter().any(|s| !s.is_terminal()) {
+            continue;
+        }
+        let st = |j: usize| status(j).unwrap_or(StepStatus::Pending);
+        match decide_step(plan, d, st, ctx) {
+            Decided::Ready => ready.push(d),
+            _ => return None,
+        }
+    }
+    Some(ready)
+}
+
 /// The first failed step (in plan order) that fails the run: one not absorbed by gates.
 fn fatal_failure(plan: &Plan, st: &[StepStatus]) -> Option<usize> {
     plan.graph
@@ -159,19 +210,25 @@ fn fatal_failure(plan: &Plan, st: &[StepStatus]) -> Option<usize> {
 
 /// Whether every step that needs `i` is a gate (and there is at least one).
 fn absorbed_by_gates(plan: &Plan, i: usize) -> bool {
-    let mut dependents = plan
-        .graph
-        .deps
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.contains(&i))
-        .map(|(k, _)| k)
-        .peekable();
-    dependents.peek().is_some()
-        && dependents.all(|k| matches!(plan.playbook.steps[k].kind, StepKind::Gate(_)))
+    let dependents = plan.index().dependents(i);
+    !dependents.is_empty()
+        && dependents
+            .iter()
+            .all(|&k| matches!(plan.playbook.steps[k].kind, StepKind::Gate(_)))
 }
 
-fn verdict(checks: &[usize], st: &[StepStatus]) -> Verdict {
+impl Verdict {
+    /// The gate's own status: GO succeeds, NO-GO fails (only warns when not critical).
+    pub fn status(&self, critical: bool) -> StepStatus {
+        match (self.go, critical) {
+            (true, _) => StepStatus::Succeeded,
+            (false, true) => StepStatus::Failed,
+            (false, false) => StepStatus::Warned,
+        }
+    }
+}
+
+fn verdict(checks: &[usize], st: impl Fn(usize) -> StepStatus) -> Verdict {
     let mut v = Verdict {
         go: true,
         failed: Vec::new(),
@@ -180,13 +237,13 @@ fn verdict(checks: &[usize], st: &[StepStatus]) -> Verdict {
         none_ran: false,
     };
     for &j in checks {
-        match st[j] {
+        match st(j) {
             StepStatus::Failed | StepStatus::Cancelled => v.failed.push(j),
             StepStatus::Warned => v.warned.push(j),
             _ => v.passed.push(j),
         }
     }
-    v.none_ran = !checks.is_empty() && checks.iter().all(|&j| st[j] == StepStatus::Skipped);
+    v.none_ran = !checks.is_empty() && checks.iter().all(|&j| st(j) == StepStatus::Skipped);
     v.go = v.failed.is_empty() && !v.none_ran;
     v
 }

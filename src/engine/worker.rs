@@ -68,8 +68,14 @@ pub struct Engine {
     /// Unique per process: host, pid and a random suffix (apalis requires unique names).
     pub worker_id: String,
     plans: Mutex<HashMap<String, Arc<Plan>>>,
+    /// Runs by id (see [`Engine::run_of`]), at most [`RUN_CACHE`].
+    runs: Mutex<HashMap<String, Arc<Run>>>,
     slots: Semaphore,
 }
+
+/// Runs a worker keeps in memory: enough for every run it is likely to be working on at
+/// once; a run evicted is read again on its next step.
+const RUN_CACHE: usize = 256;
 
 impl Engine {
     pub fn new(store: Store, config: Config) -> Arc<Engine> {
@@ -83,6 +89,7 @@ impl Engine {
             config,
             worker_id,
             plans: Mutex::new(HashMap::new()),
+            runs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -104,43 +111,71 @@ impl Engine {
         Ok(plan)
     }
 
-    /// Handles one job: claim, attempt, record. Errors are logged by the caller; the job
-    /// itself is never retried by apalis (a retry is a new delayed job).
+    /// The run a claimed step belongs to, read once per process while it is cached. Only
+    /// fields that never change once a run has started are read from it (id, params,
+    /// starter, trigger, started_at, the pinned definition): never its status, which the
+    /// store checks under the run's lock in every transition.
+    async fn run_of(&self, run_id: &str) -> Result<Arc<Run>, Error> {
+        if let Some(run) = self.runs.lock().expect("run cache").get(run_id) {
+            return Ok(run.clone());
+        }
+        let run = Arc::new(self.store.run_get(run_id).await?);
+        let mut runs = self.runs.lock().expect("run cache");
+        if runs.len() >= RUN_CACHE {
+            let evicted = runs.keys().next().cloned();
+            if let Some(key) = evicted {
+                runs.remove(&key);
+            }
+        }
+        runs.insert(run_id.to_owned(), run.clone());
+        Ok(run)
+    }
+
+    /// Handles one job: claim, attempt, record, and then the step that result made ready,
+    /// if the store handed one over (see [`store::ClaimNext`]). Errors are logged by the
+    /// caller; the job itself is never retried by apalis (a retry is a new delayed job).
     pub async fn handle(&self, job: StepJob) -> Result<(), Error> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        let run = match self.store.run_get(&job.run_id).await {
-            Ok(run) => run,
-            Err(store::Error::RunNotFound(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        if run.status.is_terminal() {
-            return Ok(());
-        }
-        let plan = self.plan_of(&run)?;
-        let row = match self
+        let claimed = self
             .store
-            .step_claim(&run.id, &job.step_id, &self.worker_id, self.config.lease)
-            .await
-        {
-            Ok(row) => row,
-            Err(store::Error::NotClaimable { .. } | store::Error::StepNotFound { .. }) => {
-                return Ok(());
-            }
+            .step_claim(
+                &job.run_id,
+                &job.step_id,
+                &self.worker_id,
+                self.config.lease,
+            )
+            .await;
+        let mut next = match claimed {
+            Ok(row) => Some(row),
+            Err(
+                store::Error::NotClaimable { .. }
+                | store::Error::StepNotFound { .. }
+                | store::Error::RunNotFound(_),
+            ) => None,
             Err(e) => return Err(e.into()),
         };
-        let Some(step) = plan
-            .playbook
-            .all_steps()
-            .find(|s| s.id.value == row.step_id)
-        else {
-            return Err(Error::UnknownStep(row.step_id.clone()));
-        };
+        while let Some(row) = next {
+            next = self.execute(row).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one claimed attempt and records it; returns the step claimed next, if any.
+    async fn execute(&self, row: StepRun) -> Result<Option<StepRun>, Error> {
+        let run = self.run_of(&row.run_id).await?;
+        let plan = self.plan_of(&run)?;
+        let step = plan
+            .step(&row.step_id)
+            .ok_or_else(|| Error::UnknownStep(row.step_id.clone()))?;
         let lease = row.lease().ok_or(Error::NoLease)?;
-        let rows = self.store.steps_of_run(&run.id).await?;
+        // Only the steps this one's templates and conditions read: a step's cost does not
+        // grow with the size of its run.
+        let reads = plan.index().reads(&plan.playbook, &row.step_id);
+        let rows = self.store.steps_named(&run.id, reads).await?;
         let secrets = Secrets::from_env(plan.playbook.secrets.iter().map(|s| s.value.as_str()));
         let data = template_data(&run, &rows, &secrets);
         let timeout = plan
@@ -170,7 +205,7 @@ impl Engine {
             // The lease is gone (the run was cancelled, or another worker took over after
             // a stall): what this attempt did is not ours to record.
             tracing::warn!(run.id = %run.id, step.id = %row.step_id, "lease lost; result dropped");
-            return Ok(());
+            return Ok(None);
         }
         let result = match action {
             Action::Ended(ended) => self.record(&plan, &input, &rows, lease, ended).await,
@@ -178,28 +213,28 @@ impl Engine {
                 .store
                 .step_park(&Guard::Lease(lease), until)
                 .await
-                .map(|_| ()),
+                .map(|_| None),
             Action::Invoke {
                 playbook,
                 params,
                 until,
-            } => {
-                self.invoke(&plan, &run, &row, lease, &playbook, &params, until)
-                    .await
-            }
+            } => self
+                .invoke(&plan, &run, &row, lease, &playbook, &params, until)
+                .await
+                .map(|()| None),
             Action::Followup {
                 playbook,
                 params,
                 due,
-            } => {
-                self.followup(&plan, &run, &row, lease, &playbook, &params, due)
-                    .await
-            }
+            } => self
+                .followup(&plan, &run, &row, lease, &playbook, &params, due)
+                .await
+                .map(|()| None),
         };
         match result {
             Err(store::Error::LeaseLost { .. }) => {
                 tracing::warn!(run.id = %run.id, step.id = %row.step_id, "late completion refused: lease lost");
-                Ok(())
+                Ok(None)
             }
             other => other.map_err(Error::from),
         }
@@ -213,7 +248,7 @@ impl Engine {
         rows: &[StepRun],
         lease: Lease,
         ended: Ended,
-    ) -> Result<(), store::Error> {
+    ) -> Result<Option<StepRun>, store::Error> {
         let Input {
             run,
             row,
@@ -260,7 +295,7 @@ impl Engine {
                 .store
                 .step_retry_later(&lease, &retry)
                 .await
-                .map(|_| ());
+                .map(|_| None);
         }
         let status = match (&error, step.critical) {
             (None, _) => StepStatus::Succeeded,
@@ -274,10 +309,14 @@ impl Engine {
             error,
             ..Finish::new(status)
         };
+        let claim = store::ClaimNext {
+            worker: self.worker_id.clone(),
+            lease_for: self.config.lease,
+        };
         self.store
-            .step_finish_with(&Guard::Lease(lease), &finish, &Decider { plan })
+            .step_finish_claiming(&Guard::Lease(lease), &finish, &Decider { plan }, &claim)
             .await
-            .map(|_| ())
+            .map(|(_, next)| next)
     }
 
     /// An `invoke` step: finished from its child run's outcome when the child has ended;
@@ -302,11 +341,7 @@ impl Engine {
             ..Finish::new(status)
         };
         if let Some(child) = self.store.run_child(&run.id, &row.step_id).await? {
-            let step = plan
-                .playbook
-                .all_steps()
-                .find(|s| s.id.value == row.step_id);
-            let critical = step.is_none_or(|s| s.critical);
+            let critical = plan.step(&row.step_id).is_none_or(|s| s.critical);
             let failed = if critical {
                 StepStatus::Failed
             } else {

@@ -5,11 +5,14 @@
 //! the engine executes; `runway plan` shows it.
 
 mod bind;
+mod index;
 mod render;
 
 pub use bind::{BindError, bind_params};
+pub use index::{Index, Place};
 pub use render::{Format, render};
 
+use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
 
 use sha2::{Digest, Sha256};
@@ -26,6 +29,8 @@ pub struct Plan {
     pub graph: StepGraph,
     /// `sha256:` and the hex digest of the playbook text, as the run pins it.
     pub content_hash: String,
+    /// Built on first use: only the engine needs it, and the compiler stays lean.
+    index: OnceLock<Index>,
 }
 
 /// How long a step or a path can take at most.
@@ -69,7 +74,23 @@ impl Plan {
             playbook,
             graph,
             content_hash: content_hash(text),
+            index: OnceLock::new(),
         }
+    }
+
+    /// Steps by id, dependents, and which steps each step reads (see [`Index`]).
+    pub fn index(&self) -> &Index {
+        self.index
+            .get_or_init(|| Index::build(&self.playbook, &self.graph))
+    }
+
+    /// A step of any list by id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        Some(match self.index().place(id)? {
+            Place::Main(i) => &self.playbook.steps[i],
+            Place::Compensation(i) => &self.playbook.compensations[i],
+            Place::OnFailure(i) => &self.playbook.on_failure[i],
+        })
     }
 
     /// The per-attempt timeout of a step. `defaults.timeout` applies to steps that execute

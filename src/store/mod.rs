@@ -59,9 +59,9 @@ use sqlx::{PgPool, SqlitePool};
 pub use error::{Error, Result};
 pub use evidence::{Evidence, Head};
 pub use model::{
-    Advance, Decide, Decision, Event, Finish, Guard, Judge, Lease, NewEvent, NewRun, NewStep,
-    NewStepDecision, NoDecide, Retry, Run, StepDecision, StepJob, StepList, StepRun, Verdict,
-    new_id,
+    Advance, ClaimNext, Decide, Decision, Ended, Event, Finish, Guard, Judge, Lease, NewEvent,
+    NewRun, NewStep, NewStepDecision, NoDecide, Retry, Run, StepDecision, StepJob, StepList,
+    StepRun, Verdict, new_id,
 };
 pub use ops::QUEUE;
 pub use schedule_model::{
@@ -104,8 +104,9 @@ impl Store {
     /// `sqlite://PATH`) and applies every pending migration, ours and apalis'.
     ///
     /// SQLite is opened for durability: WAL journal, `synchronous = FULL` (a committed step
-    /// result survives power loss), a busy timeout, foreign keys on; the file's directory
-    /// is created if missing.
+    /// result survives power loss), a busy timeout (for other processes on the same file),
+    /// foreign keys on, one connection per process; the file's directory is created if
+    /// missing.
     pub async fn connect(url: &str) -> Result<Store> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Store::Postgres(PgPoolOptions::new().connect(url).await?)
@@ -117,7 +118,16 @@ impl Store {
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
             create_parent_dir(options.get_filename())?;
-            Store::Sqlite(SqlitePoolOptions::new().connect_with(options).await?)
+            // One connection: SQLite has one writer anyway, and writers of one process
+            // queueing for the pool's connection (first come, first served) cost nothing,
+            // where several connections contend for the file lock and sleep in SQLite's
+            // busy handler (1 ms, 2 ms, 5 ms, ... 100 ms) each time they lose.
+            Store::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?,
+            )
         } else {
             return Err(Error::UnsupportedUrl(url.to_owned()));
         };
@@ -199,6 +209,12 @@ impl Store {
         dispatch!(self, steps_of_run(run_id))
     }
 
+    /// The rows of the named steps of a run, in no particular order; an id with no row is
+    /// left out.
+    pub async fn steps_named(&self, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {
+        dispatch!(self, steps_named(run_id, ids))
+    }
+
     /// Ready and due → running: attempt + 1, lease to `worker` for `lease_for`. Refused
     /// with [`Error::NotClaimable`] (and the actual status) when the step is anything else,
     /// or its run is not running or waiting: the job was stale or duplicated.
@@ -228,7 +244,7 @@ impl Store {
     /// running step (a worker that lost its lease gets [`Error::LeaseLost`] and changes
     /// nothing) or [`Guard::Waiting`] for a parked one (a decision, a due timer).
     pub async fn step_finish(&self, guard: &Guard, finish: &Finish) -> Result<StepRun> {
-        dispatch!(self, step_finish(guard, finish, &NoDecide))
+        Ok(dispatch!(self, step_finish(guard, finish, &NoDecide, None))?.0)
     }
 
     /// [`Store::step_finish`], then `decide` over the run's rows in the same transaction
@@ -239,7 +255,20 @@ impl Store {
         finish: &Finish,
         decide: &dyn Decide,
     ) -> Result<StepRun> {
-        dispatch!(self, step_finish(guard, finish, decide))
+        Ok(dispatch!(self, step_finish(guard, finish, decide, None))?.0)
+    }
+
+    /// [`Store::step_finish_with`], and the first step the result makes ready claimed for
+    /// `claim.worker` in the same transaction (no job is pushed for it): the worker runs it
+    /// next. `None` when nothing became ready (or the result ended the run).
+    pub async fn step_finish_claiming(
+        &self,
+        guard: &Guard,
+        finish: &Finish,
+        decide: &dyn Decide,
+        claim: &ClaimNext,
+    ) -> Result<(StepRun, Option<StepRun>)> {
+        dispatch!(self, step_finish(guard, finish, decide, Some(claim)))
     }
 
     /// `decide` over the run's rows as they are, in one transaction.

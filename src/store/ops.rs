@@ -151,8 +151,9 @@ pub(super) mod prelude {
     pub(in crate::store) use crate::store::chain;
     pub(in crate::store) use crate::store::error::{Error, Result};
     pub(in crate::store) use crate::store::model::{
-        Decide, DecisionRow, Event, EventRow, Finish, Guard, Judge, Lease, NewEvent, NewRun,
-        NewStepDecision, Retry, Run, RunRow, StepDecision, StepRow, StepRun, convert, millis,
+        ClaimNext, Decide, DecisionRow, Ended, Event, EventRow, Finish, Guard, Judge, Lease,
+        NewEvent, NewRun, NewStepDecision, Retry, Run, RunRow, StepDecision, StepRow, StepRun,
+        convert, millis,
     };
     pub(in crate::store) use chrono::{DateTime, Utc};
     pub(in crate::store) use serde_json::json;
@@ -218,6 +219,18 @@ macro_rules! transitions {
             convert(rows)
         }
 
+        pub(in crate::store) async fn steps_named(
+            pool: &Pool,
+            run_id: &str,
+            ids: &[String],
+        ) -> Result<Vec<StepRun>> {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut conn = pool.acquire().await?;
+            steps_by_ids(&mut conn, run_id, ids).await
+        }
+
         pub(in crate::store) async fn events_of_run(
             pool: &Pool,
             run_id: &str,
@@ -236,6 +249,21 @@ macro_rules! transitions {
             run_id: &str,
         ) -> Result<Option<i64>> {
             Ok(chain::verify(&events_of_run(pool, run_id).await?))
+        }
+
+        /// The run as a [`Decide`] sees it: every column but the definition, which deciding
+        /// never needs (the decider holds the compiled plan) and which, for a large
+        /// playbook, would cost more to read on every transition than the rest of it.
+        async fn fetch_run_to_decide(conn: &mut Conn, run_id: &str) -> Result<Run> {
+            sqlx::query_as::<_, RunRow>(
+                "SELECT id, playbook, content_hash, '' AS definition, params, starter, trigger, \
+                 status, lock_key, parent_run_id, parent_step_id, created_at, started_at, \
+                 finished_at, error FROM runs WHERE id = $1",
+            )
+            .bind(run_id)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_into()
         }
 
         async fn fetch_run(conn: &mut Conn, run_id: &str) -> Result<Run> {
@@ -806,7 +834,8 @@ macro_rules! transitions {
             guard: &Guard,
             finish: &Finish,
             decide: &dyn Decide,
-        ) -> Result<StepRun> {
+            claim: Option<&ClaimNext>,
+        ) -> Result<(StepRun, Option<StepRun>)> {
             if !finish.status.is_terminal() || matches!(guard, Guard::Ready { .. }) {
                 return Err(Error::InvalidTransition {
                     what: "step",
@@ -828,10 +857,63 @@ macro_rules! transitions {
                 &mut tx, run_status, guard, finish, decide, now, &mut events, &mut wakes,
             )
             .await?;
+            let next = match claim {
+                Some(claim) => {
+                    claim_woken(&mut tx, guard.run_id(), claim, now, &mut events, &mut wakes)
+                        .await?
+                }
+                None => None,
+            };
             push_jobs(&mut tx, &wakes).await?;
             append(&mut tx, guard.run_id(), &events, now).await?;
             tx.commit().await?;
-            Ok(step)
+            Ok((step, next))
+        }
+
+        /// Claims for `claim.worker` the first step of `run_id` that this transaction made
+        /// ready (instead of pushing its job), with its `step.running` event. The run is
+        /// active, since it has a step ready; its status needs no settling.
+        async fn claim_woken(
+            tx: &mut Conn,
+            run_id: &str,
+            claim: &ClaimNext,
+            now: i64,
+            events: &mut Vec<NewEvent>,
+            wakes: &mut Vec<Wake>,
+        ) -> Result<Option<StepRun>> {
+            let Some(at) = wakes
+                .iter()
+                .position(|w| w.job.run_id == run_id && w.at_ms.is_none())
+            else {
+                return Ok(None);
+            };
+            let expires = plus(now, claim.lease_for);
+            let row = sqlx::query_as::<_, StepRow>(
+                "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+                 lease_owner = $3, lease_expires_at = $4, ready_at = NULL, \
+                 started_at = COALESCE(started_at, $5) \
+                 WHERE run_id = $1 AND step_id = $2 AND status = 'ready' \
+                 RETURNING *",
+            )
+            .bind(run_id)
+            .bind(&wakes[at].job.step_id)
+            .bind(&claim.worker)
+            .bind(expires)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            wakes.remove(at);
+            let step: StepRun = row.try_into()?;
+            events.push(NewEvent::step(
+                "step.running",
+                &step.step_id,
+                step.attempt,
+                json!({ "worker": claim.worker, "lease_expires_at": expires }),
+            ));
+            Ok(Some(step))
         }
 
         /// The body of `step_finish` on the caller's transaction, which holds the run's
@@ -889,7 +971,11 @@ macro_rules! transitions {
                 check_run(run_status, to)?;
                 run_move(tx, run_id, run_status, to, None, now, events, wakes).await?;
             }
-            advance(tx, run_id, step_id, decide, now, events, wakes).await?;
+            let ended = Ended {
+                step_id,
+                status: finish.status,
+            };
+            advance(tx, run_id, step_id, Some(ended), decide, now, events, wakes).await?;
             run_settle(tx, run_id, events).await?;
             Ok(step)
         }
@@ -952,23 +1038,37 @@ macro_rules! transitions {
             conn: &mut Conn,
             run_id: &str,
             after: &str,
+            ended: Option<Ended<'_>>,
             decide: &dyn Decide,
             now: i64,
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
         ) -> Result<()> {
-            let run = fetch_run(conn, run_id).await?;
+            let run = fetch_run_to_decide(conn, run_id).await?;
             if run.status.is_terminal() {
                 return Ok(());
             }
-            let rows = sqlx::query_as::<_, StepRow>(
-                "SELECT * FROM step_runs WHERE run_id = $1 ORDER BY position",
-            )
-            .bind(run_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            let steps: Vec<StepRun> = convert(rows)?;
-            let adv = decide.decide(&run, &steps);
+            let mut partial = None;
+            if let Some(ended) = ended
+                && let Some(ids) = decide.reads_after(&ended)
+            {
+                let rows = steps_by_ids(conn, run_id, &ids).await?;
+                partial = decide.decide_after(&run, &ended, &rows);
+            }
+            // A partial answer that starts nothing may be the run's last transition: only
+            // when no main step is still open does the whole view have to be read.
+            let adv = match partial {
+                Some(adv) if !adv.is_empty() || main_step_open(conn, run_id).await? => adv,
+                _ => {
+                    let rows = sqlx::query_as::<_, StepRow>(
+                        "SELECT * FROM step_runs WHERE run_id = $1 ORDER BY position",
+                    )
+                    .bind(run_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    decide.decide(&run, &convert(rows)?)
+                }
+            };
             if adv.is_empty() {
                 return Ok(());
             }
@@ -1022,6 +1122,17 @@ macro_rules! transitions {
             Ok(())
         }
 
+        /// Whether any main step of the run is still pending, ready, running or waiting.
+        async fn main_step_open(conn: &mut Conn, run_id: &str) -> Result<bool> {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 AND list = 'main' \
+                 AND status IN ('pending', 'ready', 'running', 'waiting'))",
+            )
+            .bind(run_id)
+            .fetch_one(&mut *conn)
+            .await?)
+        }
+
         /// Keeps the run's `running`/`waiting` status true to its steps: `waiting` when
         /// nothing is ready or running and something waits (for a person, a timer, a child
         /// run), `running` again when something is. The caller holds the run's lock.
@@ -1030,18 +1141,19 @@ macro_rules! transitions {
             run_id: &str,
             events: &mut Vec<NewEvent>,
         ) -> Result<()> {
-            let (active, waiting): (i64, i64) = sqlx::query_as(
+            // EXISTS over the open-steps index: two probes, whatever the run's size.
+            let (active, waiting): (bool, bool) = sqlx::query_as(
                 "SELECT \
-                 COALESCE(SUM(CASE WHEN status IN ('ready', 'running') THEN 1 ELSE 0 END), 0), \
-                 COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) \
-                 FROM step_runs WHERE run_id = $1",
+                 EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 \
+                         AND status IN ('ready', 'running')), \
+                 EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 AND status = 'waiting')",
             )
             .bind(run_id)
             .fetch_one(&mut *conn)
             .await?;
-            let (from, to) = if active == 0 && waiting > 0 {
+            let (from, to) = if !active && waiting {
                 ("running", "waiting")
-            } else if active > 0 {
+            } else if active {
                 ("waiting", "running")
             } else {
                 return Ok(());
@@ -1072,7 +1184,8 @@ macro_rules! transitions {
                 .await?
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
             let (mut events, mut wakes) = (Vec::new(), Vec::new());
-            advance(&mut tx, run_id, "(advance)", decide, now, &mut events, &mut wakes).await?;
+            advance(&mut tx, run_id, "(advance)", None, decide, now, &mut events, &mut wakes)
+                .await?;
             run_settle(&mut tx, run_id, &mut events).await?;
             push_jobs(&mut tx, &wakes).await?;
             append(&mut tx, run_id, &events, now).await?;
@@ -1129,7 +1242,7 @@ macro_rules! transitions {
                             json!({ "reason": "run cancelled", "by": by }),
                         ));
                     }
-                    advance(&mut tx, run_id, "(cancel)", decide, now, &mut events, &mut wakes)
+                    advance(&mut tx, run_id, "(cancel)", None, decide, now, &mut events, &mut wakes)
                         .await?;
                     run_settle(&mut tx, run_id, &mut events).await?;
                 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::error::Result;
+use super::model::{StepRow, StepRun};
 use super::ops::{QUEUE, Wake};
 use super::schedule_model::Held;
 use crate::state::RunStatus;
@@ -47,6 +48,23 @@ async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>
             .fetch_optional(&mut *conn)
             .await?;
     Ok(status.map(|s| s.parse()).transpose()?)
+}
+
+/// The rows of the named steps of one run (as a JSON array parameter, so the statement
+/// text is the same whatever the number of ids).
+async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query_as::<_, StepRow>(
+        "SELECT * FROM step_runs WHERE run_id = $1 \
+         AND step_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+    )
+    .bind(run_id)
+    .bind(sqlx::types::Json(ids))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(StepRun::try_from).collect()
 }
 
 /// Pushes the jobs on the caller's transaction: they commit or roll back with it.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::error::Result;
+use super::model::{StepRow, StepRun};
 use super::ops::{QUEUE, Wake};
 use super::schedule_model::Held;
 use crate::state::RunStatus;
@@ -38,6 +39,23 @@ async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
 
 async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
     lock_run(conn, run_id).await
+}
+
+/// The rows of the named steps of one run (as a JSON array parameter, so the statement
+/// text is the same whatever the number of ids).
+async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query_as::<_, StepRow>(
+        "SELECT * FROM step_runs WHERE run_id = $1 \
+         AND step_id IN (SELECT value FROM json_each($2))",
+    )
+    .bind(run_id)
+    .bind(sqlx::types::Json(ids))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(StepRun::try_from).collect()
 }
 
 /// Pushes the jobs on the caller's transaction: they commit or roll back with it.
