@@ -13,9 +13,9 @@ use anyhow::{Context, Result, ensure};
 use chrono::{Duration as Span, Utc};
 use runway::state::{RunStatus, StepStatus};
 use runway::store::{
-    Advance, Decide, Decision, Error, Event, Finish, Guard, Judge, Lease, NewEvent, NewRun,
-    NewStep, NewStepDecision, NoDecide, Retry, Run, StepDecision, StepList, StepRun, Store,
-    Verdict, new_id,
+    Advance, ClaimNext, Decide, Decision, Ended, Error, Event, Finish, Guard, Judge, Lease,
+    NewEvent, NewRun, NewStep, NewStepDecision, NoDecide, Retry, Run, StepDecision, StepList,
+    StepRun, Store, Verdict, new_id,
 };
 use serde_json::json;
 
@@ -116,6 +116,8 @@ conformance!(
     kept_steps_start_finished_with_their_outputs,
     decisions_are_recorded_once_and_finish_the_step_when_judged,
     decisions_on_a_step_not_waiting_or_an_ended_run_are_refused,
+    finish_claiming_hands_the_next_ready_step_to_the_same_worker,
+    partial_decisions_read_only_the_named_rows_and_fall_back_at_the_end,
 );
 
 /// Ends the step when `quorum` people approved; a rejection fails it.
@@ -333,6 +335,158 @@ impl Decide for JoinDecider {
         }
         adv
     }
+}
+
+/// Runs main steps one after another: readies the first pending one once every earlier
+/// one succeeded; ends the run when all did.
+struct Sequence;
+
+impl Decide for Sequence {
+    fn decide(&self, _run: &Run, steps: &[StepRun]) -> Advance {
+        let mut adv = Advance::default();
+        match steps.iter().find(|s| s.status != StepStatus::Succeeded) {
+            Some(s) if s.status == StepStatus::Pending => {
+                adv.then.push(Decision::ready(&s.step_id))
+            }
+            Some(_) => {}
+            None => adv.run_status = Some(RunStatus::Succeeded),
+        }
+        adv
+    }
+}
+
+/// Decides from the ended step's successor alone where it can, and records what it was
+/// asked: `(partial rows given, whole views asked)`.
+#[derive(Default)]
+struct Recording {
+    asked: std::sync::Mutex<(Vec<Vec<String>>, usize)>,
+}
+
+impl Decide for Recording {
+    fn decide(&self, run: &Run, steps: &[StepRun]) -> Advance {
+        self.asked.lock().unwrap().1 += 1;
+        Sequence.decide(run, steps)
+    }
+
+    fn reads_after(&self, ended: &Ended<'_>) -> Option<Vec<String>> {
+        // "a" is followed by "b", "b" by nothing; "c" is left to the whole view.
+        match ended.step_id {
+            "a" => Some(vec!["b".to_owned(), "nothing-by-this-id".to_owned()]),
+            "b" => Some(Vec::new()),
+            _ => None,
+        }
+    }
+
+    fn decide_after(&self, _run: &Run, _ended: &Ended<'_>, rows: &[StepRun]) -> Option<Advance> {
+        let mut names: Vec<String> = rows.iter().map(|r| r.step_id.clone()).collect();
+        names.sort();
+        self.asked.lock().unwrap().0.push(names);
+        let mut adv = Advance::default();
+        if rows
+            .iter()
+            .any(|r| r.step_id == "b" && r.status == StepStatus::Pending)
+        {
+            adv.then.push(Decision::ready("b"));
+        }
+        Some(adv)
+    }
+}
+
+async fn finish_claiming_hands_the_next_ready_step_to_the_same_worker(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+        ]))
+        .await?;
+    let la = claim(store, &run.id, "a").await?;
+    let offer = ClaimNext {
+        worker: "w9".into(),
+        lease_for: HOUR,
+    };
+    let ok = Finish::new(StepStatus::Succeeded);
+    let (a, next) = store
+        .step_finish_claiming(&Guard::Lease(la), &ok, &Sequence, &offer)
+        .await?;
+    assert_eq!(a.status, StepStatus::Succeeded);
+    let b = next.context("b was handed over")?;
+    assert_eq!((b.step_id.as_str(), b.status), ("b", StepStatus::Running));
+    assert_eq!((b.lease_owner.as_deref(), b.attempt), (Some("w9"), 1));
+    assert_eq!(
+        step(store, &run.id, "b").await?,
+        b,
+        "the row says what was returned"
+    );
+    assert!(
+        !pending(store).await.contains(&pair(&run.id, "b")),
+        "a handed-over step needs no job"
+    );
+    let events = store.events_of_run(&run.id).await?;
+    let last: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .rev()
+        .take(3)
+        .map(|e| (e.kind.as_str(), e.step_id.as_deref()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("step.running", Some("b")),
+            ("step.ready", Some("b")),
+            ("step.succeeded", Some("a"))
+        ]
+    );
+    // Nothing left to hand over: the run ends, no step is claimed.
+    let (_, none) = store
+        .step_finish_claiming(
+            &Guard::Lease(b.lease().context("leased")?),
+            &ok,
+            &Sequence,
+            &offer,
+        )
+        .await?;
+    assert!(none.is_none());
+    assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Succeeded);
+    assert_eq!(store.events_verify(&run.id).await?, None);
+    Ok(())
+}
+
+async fn partial_decisions_read_only_the_named_rows_and_fall_back_at_the_end(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+            ("c", StepStatus::Ready),
+        ]))
+        .await?;
+    let d = Recording::default();
+    let ok = Finish::new(StepStatus::Succeeded);
+    let (la, lc) = (
+        claim(store, &run.id, "a").await?,
+        claim(store, &run.id, "c").await?,
+    );
+    store.step_finish_with(&Guard::Lease(la), &ok, &d).await?;
+    assert_eq!(step(store, &run.id, "b").await?.status, StepStatus::Ready);
+    assert_eq!(
+        *d.asked.lock().unwrap(),
+        (vec![vec!["b".to_owned()]], 0),
+        "only b's row was read (an id with no row is left out), and no whole view"
+    );
+    // c's end has no partial answer: the whole view decides (and b is still open).
+    store.step_finish_with(&Guard::Lease(lc), &ok, &d).await?;
+    assert_eq!(d.asked.lock().unwrap().1, 1);
+    // b's end is the last: its partial answer starts nothing and no main step is open,
+    // so the whole view is asked, sees every main step done and ends the run.
+    let lb = claim(store, &run.id, "b").await?;
+    store.step_finish_with(&Guard::Lease(lb), &ok, &d).await?;
+    assert_eq!(
+        *d.asked.lock().unwrap(),
+        (vec![vec!["b".to_owned()], vec![]], 2)
+    );
+    assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Succeeded);
+    Ok(())
 }
 
 async fn claim(store: &Store, run_id: &str, step: &str) -> Result<Lease> {

@@ -522,4 +522,81 @@ mod tests {
             .collect();
         assert_eq!(names, ["undo-a", "undo-b"]);
     }
+
+    /// Every state of a few small plans in which step `i` has just ended: whenever
+    /// `ready_after` answers, its answer is exactly what `progress` over the whole run
+    /// decides (so the store may skip reading the rest of the run).
+    #[test]
+    fn ready_after_agrees_with_progress_over_the_whole_run() {
+        let plans = [
+            // A chain, with a `when` reading an earlier step.
+            concat!(
+                "  - { id: a, noop: {} }\n",
+                "  - { id: b, noop: {} }\n",
+                "  - { id: c, when: 'steps.a.status == \"succeeded\"', noop: {} }\n",
+            ),
+            // A fan-out and a join, a gate, and a step after the gate.
+            concat!(
+                "  - { id: a, noop: {} }\n",
+                "  - { id: b, needs: [a], noop: {} }\n",
+                "  - { id: c, needs: [a], critical: false, noop: {} }\n",
+                "  - { id: j, needs: [b, c], noop: {} }\n",
+                "  - { id: g, needs: [j], gate: {} }\n",
+                "  - { id: after, noop: {} }\n",
+            ),
+            // Explicit needs, list order after a skippable step, and `needs: []`.
+            concat!(
+                "  - { id: a, when: 'params.level > 2', noop: {} }\n",
+                "  - { id: b, needs: [a], noop: {} }\n",
+                "  - { id: c, noop: {} }\n",
+                "  - { id: d, needs: [], noop: {} }\n",
+                "  - { id: e, needs: [c, d], when: 'params.level == 1', noop: {} }\n",
+            ),
+        ];
+        let choices = [Pending, Running, Succeeded, Warned, Skipped];
+        let mut compared = 0;
+        for text in plans {
+            let p = plan(text);
+            let n = p.playbook.steps.len();
+            let with_statuses = |st: &[StepStatus]| {
+                let mut c = ctx();
+                for (k, s) in st.iter().enumerate() {
+                    set_status(&mut c, &p.playbook.steps[k].id, *s);
+                }
+                c
+            };
+            for code in 0..choices.len().pow(n as u32) {
+                let mut st = Vec::with_capacity(n);
+                let mut rest = code;
+                for _ in 0..n {
+                    st.push(choices[rest % choices.len()]);
+                    rest /= choices.len();
+                }
+                // Before `i` ended, everything decidable had been decided.
+                let before = progress(&p, &st, &ctx());
+                if before != Progress::default() {
+                    continue;
+                }
+                for i in (0..n).filter(|&i| st[i] == Running) {
+                    for ended in [Succeeded, Warned] {
+                        let mut after = st.clone();
+                        after[i] = ended;
+                        let whole = progress(&p, &after, &ctx());
+                        let partial =
+                            ready_after(&p, i, |k| Some(after[k]), &with_statuses(&after));
+                        if let Some(ready) = partial {
+                            compared += 1;
+                            assert_eq!(
+                                (ready, whole.skipped.is_empty(), whole.verdicts.is_empty()),
+                                (whole.ready.clone(), true, true),
+                                "{text} in state {after:?} after step {i}"
+                            );
+                            assert!(whole.failed.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 1000, "only {compared} states compared");
+    }
 }

@@ -118,3 +118,34 @@ fn step_reads(step: &Step) -> Vec<String> {
     ids.remove(&step.id.value);
     ids.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::compiler::compile;
+    use crate::source::Source;
+
+    #[test]
+    fn reads_name_the_steps_templates_and_conditions_use_and_dependents_follow_needs() {
+        let text = concat!(
+            "runway: 1\nname: t\nsteps:\n",
+            "  - { id: a, shell: { argv: [echo] } }\n",
+            "  - { id: b, needs: [], shell: { argv: [echo] } }\n",
+            "  - id: c\n",
+            "    needs: [a, b]\n",
+            "    when: 'steps.a.status == \"succeeded\"'\n",
+            "    expect: 'outputs.exit_code == 0'\n",
+            "    shell: { argv: [echo, '{{steps.b.outputs.stdout}}'] }\n",
+            "  - { id: d, noop: {} }\n",
+        );
+        let plan = compile(Source::from_bytes("t.yaml", text.as_bytes()).unwrap())
+            .plan
+            .unwrap();
+        let index = plan.index();
+        assert_eq!(index.reads(&plan.playbook, "c"), ["a", "b"]);
+        assert!(index.reads(&plan.playbook, "d").is_empty());
+        assert!(index.reads(&plan.playbook, "no-such-step").is_empty());
+        assert_eq!(index.dependents(0), [2]);
+        assert_eq!(index.dependents(2), [3]);
+        assert_eq!(plan.step("d").map(|s| s.id.value.as_str()), Some("d"));
+    }
+}
