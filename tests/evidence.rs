@@ -9,6 +9,8 @@
 
 #[path = "common/db.rs"]
 mod db;
+#[path = "common/webhook.rs"]
+mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +36,7 @@ conformance!(
     a_report_of_a_real_run_agrees_with_its_rows_and_its_export_verifies,
     database_tampering_is_always_detected,
     exported_json_tampering_is_always_detected,
+    an_approval_that_times_out_escalates_and_waits_on,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -480,96 +483,160 @@ steps:
 
 const LEAF: &str = "runway: 1\nname: leaf\nparams:\n  note: { type: string }\nsteps:\n  - id: say\n    shell: { argv: [echo, '{{params.note}}'] }\n    mutates: false\n";
 
-/// Runs [`GATED`] to its end with an in-process worker, answering the checklist and the
-/// approval as other people would; returns the run.
-async fn gated_run(store: &Store, dir: &std::path::Path) -> Result<Run> {
-    std::fs::write(dir.join("gated.yaml"), GATED)?;
-    std::fs::write(dir.join("leaf.yaml"), LEAF)?;
-    let plan = engine::compile(
-        Source {
-            name: "gated.yaml".into(),
-            text: GATED.into(),
-        },
-        dir,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let params = bind_params(&plan.playbook.params, &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let origin = Origin {
-        starter: "carol".into(),
-        trigger: "manual".into(),
-        parent: None,
-    };
-    let new = engine::new_run(&plan, GATED, params, &origin).map_err(anyhow::Error::msg)?;
-    let run = store.run_create(&new).await?;
-    let config = Config {
-        workdir: dir.to_owned(),
-        workflows: dir.to_owned(),
-        ..Config::default()
-    };
-    let engine = Engine::new(store.clone(), config);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(Arc::clone(&engine).work(stop.clone()));
-    let decide = |step: &str, who: &str, verdict: Verdict, item: Option<&str>| Request {
-        verdict,
-        item: item.map(str::to_owned),
-        comment: Some(format!("{who} looked at {step}")),
-        plan_hash: None,
-    };
-    let answers = [
-        // The optional item first: passing the required one ends the checklist.
-        (
-            "smoke",
-            "bob",
-            decide("smoke", "bob", Verdict::Na, Some("export")),
-        ),
-        (
-            "smoke",
-            "bob",
-            decide("smoke", "bob", Verdict::Pass, Some("login")),
-        ),
-        (
-            "approve",
-            "alice",
-            decide("approve", "alice", Verdict::Approve, None),
-        ),
-    ];
-    let mut next = 0;
-    let began = Instant::now();
-    let end = loop {
-        let now = store.run_get(&run.id).await?;
-        if now.status.is_terminal() {
-            break now;
+/// A run executed by an in-process worker, with people's decisions made the way
+/// `runway approve|reject|check` makes them.
+struct Live {
+    store: Store,
+    plan: runway::plan::Plan,
+    run: Run,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), engine::Error>>,
+}
+
+impl Live {
+    /// Writes `files` into `dir` (the workers' workdir and workflows), starts the run of
+    /// `main` (one of them) with `params`, started by carol, and a worker.
+    async fn start(
+        store: &Store,
+        dir: &std::path::Path,
+        files: &[(&str, &str)],
+        params: &[(&str, &str)],
+    ) -> Result<Live> {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text)?;
         }
-        let steps = store.steps_of_run(&run.id).await?;
-        if let Some((step, who, request)) = answers.get(next)
-            && steps
+        let (name, text) = files[0];
+        let plan = engine::compile(
+            Source {
+                name: name.into(),
+                text: text.into(),
+            },
+            dir,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let given: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let bound =
+            bind_params(&plan.playbook.params, &given).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let origin = Origin {
+            starter: "carol".into(),
+            trigger: "manual".into(),
+            parent: None,
+        };
+        let new = engine::new_run(&plan, text, bound, &origin).map_err(anyhow::Error::msg)?;
+        let run = store.run_create(&new).await?;
+        let config = Config {
+            workdir: dir.to_owned(),
+            workflows: dir.to_owned(),
+            ..Config::default()
+        };
+        let engine = Engine::new(store.clone(), config);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Arc::clone(&engine).work(stop.clone()));
+        Ok(Live {
+            store: store.clone(),
+            plan,
+            run,
+            stop,
+            task,
+        })
+    }
+
+    /// Polls (up to 60 s) until `done` holds for the run's row and steps.
+    async fn until(
+        &self,
+        what: &str,
+        done: impl Fn(&Run, &[runway::store::StepRun]) -> bool,
+    ) -> Result<Run> {
+        let began = Instant::now();
+        loop {
+            let run = self.store.run_get(&self.run.id).await?;
+            let steps = self.store.steps_of_run(&self.run.id).await?;
+            if done(&run, &steps) {
+                return Ok(run);
+            }
+            if began.elapsed() > Duration::from_secs(60) {
+                bail!("waited in vain for {what}: {run:#?}\n{steps:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn waiting(&self, step: &str) -> Result<Run> {
+        self.until(&format!("`{step}` to wait"), |_, steps| {
+            steps
                 .iter()
-                .any(|s| s.step_id == *step && s.status == StepStatus::Waiting)
-        {
-            let operator = Operator {
-                name: (*who).into(),
-                roles: Vec::new(),
-            };
-            let (new, judge) =
-                prepare(&plan, &now, step, &operator, request).map_err(anyhow::Error::msg)?;
-            store
-                .step_decide(
-                    &run.id,
-                    step,
-                    &new,
-                    judge.as_ref(),
-                    &Decider { plan: &plan },
-                )
-                .await?;
-            next += 1;
-        }
-        if began.elapsed() > Duration::from_secs(60) {
-            bail!("the run did not end: {steps:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    stop.cancel();
-    task.await??;
+                .any(|s| s.step_id == step && s.status == StepStatus::Waiting)
+        })
+        .await
+    }
+
+    /// `who` decides at `step` (an item of a checklist when `item` is given).
+    async fn decide(
+        &self,
+        step: &str,
+        who: &str,
+        verdict: Verdict,
+        item: Option<&str>,
+    ) -> Result<()> {
+        let run = self.store.run_get(&self.run.id).await?;
+        let operator = Operator {
+            name: who.into(),
+            roles: Vec::new(),
+        };
+        let request = Request {
+            verdict,
+            item: item.map(str::to_owned),
+            comment: Some(format!("{who} looked at {step}")),
+            plan_hash: None,
+        };
+        let (new, judge) =
+            prepare(&self.plan, &run, step, &operator, &request).map_err(anyhow::Error::msg)?;
+        self.store
+            .step_decide(
+                &run.id,
+                step,
+                &new,
+                judge.as_ref(),
+                &Decider { plan: &self.plan },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for the run to end and stops the worker.
+    async fn end(self) -> Result<Run> {
+        let end = self
+            .until("the run to end", |run, _| run.status.is_terminal())
+            .await?;
+        self.stop.cancel();
+        self.task.await??;
+        Ok(end)
+    }
+}
+
+/// Runs [`GATED`] to its end, answering the checklist and the approval as other people
+/// would; returns the run.
+async fn gated_run(store: &Store, dir: &std::path::Path) -> Result<Run> {
+    let live = Live::start(
+        store,
+        dir,
+        &[("gated.yaml", GATED), ("leaf.yaml", LEAF)],
+        &[],
+    )
+    .await?;
+    live.waiting("smoke").await?;
+    // The optional item first: passing the required one ends the checklist.
+    live.decide("smoke", "bob", Verdict::Na, Some("export"))
+        .await?;
+    live.decide("smoke", "bob", Verdict::Pass, Some("login"))
+        .await?;
+    live.waiting("approve").await?;
+    live.decide("approve", "alice", Verdict::Approve, None)
+        .await?;
+    let end = live.end().await?;
     ensure!(end.status == RunStatus::Succeeded, "{end:?}");
     Ok(end)
 }
@@ -757,5 +824,107 @@ async fn exported_json_tampering_is_always_detected(db: Db) -> Result<()> {
         sentence.contains(&format!("differs from the store at event {}", k + 1)),
         "{sentence}"
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Escalation
+
+const PAGED: &str = r#"
+runway: 1
+name: paged
+params:
+  pager: { type: url }
+steps:
+  - id: approve
+    approval:
+      prompt: Go?
+      on_timeout: escalate
+      escalate: { url: '{{params.pager}}', message: 'Run {{run.id}} waits for an approval' }
+    timeout: 1s
+  - id: after
+    noop: {}
+"#;
+
+async fn an_approval_that_times_out_escalates_and_waits_on(db: Db) -> Result<()> {
+    let store = &db.store;
+    let dir = tempfile::tempdir()?;
+    let hook = webhook::Webhook::start(200);
+    let live = Live::start(
+        store,
+        dir.path(),
+        &[("paged.yaml", PAGED)],
+        &[("pager", &hook.url("/page"))],
+    )
+    .await?;
+    let escalated = |_: &Run, steps: &[runway::store::StepRun]| {
+        steps.iter().any(|s| {
+            s.step_id == "approve" && s.status == StepStatus::Waiting && s.ready_at.is_none()
+        })
+    };
+    live.until("the escalation", escalated).await?;
+    let sent = hook.wait_for(1);
+    assert_eq!(
+        (sent[0].method.as_str(), sent[0].target.as_str()),
+        ("POST", "/page")
+    );
+    let body: Value = serde_json::from_str(&sent[0].body)?;
+    assert_eq!(
+        body["message"],
+        format!("Run {} waits for an approval", live.run.id)
+    );
+    assert_eq!(body["step"], "approve");
+    let events = store.events_of_run(&live.run.id).await?;
+    let e: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == "step.escalated")
+        .collect();
+    assert_eq!(e.len(), 1, "escalated once");
+    assert_eq!(e[0].data["delivered"], true);
+    assert_eq!(e[0].data["status"], 200);
+    // Still waiting, for people only: the approval decides the run.
+    assert_eq!(
+        store.run_get(&live.run.id).await?.status,
+        RunStatus::Waiting
+    );
+    live.decide("approve", "alice", Verdict::Approve, None)
+        .await?;
+    let run_id = live.run.id.clone();
+    let end = live.end().await?;
+    assert_eq!(end.status, RunStatus::Succeeded);
+    assert_eq!(hook.received().len(), 1, "no second escalation");
+    let r = report::report(&store.evidence_of_run(&run_id).await?, chrono::Utc::now());
+    assert!(r.store.problems.is_empty(), "{:#?}", r.store.problems);
+    let esc = &r.summary.escalations;
+    assert_eq!(esc.len(), 1);
+    assert!(
+        esc[0].delivered && esc[0].message.contains(&run_id),
+        "{esc:#?}"
+    );
+    assert!(report::render(&r, Format::Md)?.contains("## Escalations"));
+
+    // A pager that cannot be reached: recorded as undelivered, and the step still waits.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let live = Live::start(
+        store,
+        dir.path(),
+        &[("paged.yaml", PAGED)],
+        &[("pager", &format!("http://{closed}/page"))],
+    )
+    .await?;
+    live.until("the escalation", escalated).await?;
+    let events = store.events_of_run(&live.run.id).await?;
+    let e = events
+        .iter()
+        .find(|e| e.kind == "step.escalated")
+        .context("escalated")?;
+    assert_eq!(e.data["delivered"], false);
+    assert!(
+        e.data["error"].as_str().is_some_and(|t| !t.is_empty()),
+        "{e:?}"
+    );
+    live.decide("approve", "bob", Verdict::Reject, None).await?;
+    let end = live.end().await?;
+    assert_eq!(end.status, RunStatus::Failed);
     Ok(())
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Secrets;
 use crate::exec::{self, End, Program, RunwayEnv, ShellSpec};
-use crate::playbook::kinds::{StepKind, Wait};
+use crate::playbook::kinds::{OnTimeout, StepKind, Wait};
 use crate::playbook::step::Step;
 use crate::playbook::template::{Template, renderer};
 use crate::store::{Run, StepRun};
@@ -26,6 +26,9 @@ pub enum Action {
     Ended(Ended),
     /// The step waits without a worker, until `until` (or a human, when `None`).
     Park(Option<DateTime<Utc>>),
+    /// An approval with `on_timeout: escalate` passed its timeout and its webhook was
+    /// notified (the `step.escalated` data says how that went): it waits on, with no timer.
+    Escalated(Value),
     /// An `invoke` step starts its child run and waits for it.
     Invoke {
         playbook: String,
@@ -199,15 +202,25 @@ async fn run_kind(input: &Input<'_>, cancel: CancellationToken) -> Result<Action
                 started
                     + chrono::Duration::from_std(t.value.as_std()).unwrap_or(chrono::Duration::MAX)
             });
-            match deadline {
-                Some(d) if now >= d => Err(Ended::permanent(format!(
+            match (deadline, &step.kind) {
+                (Some(d), StepKind::Approval(a))
+                    if now >= d && a.on_timeout == OnTimeout::Escalate =>
+                {
+                    let sent = super::escalate::notify(
+                        super::escalate::notification(a, input),
+                        input.secrets,
+                        cancel,
+                    );
+                    Ok(Action::Escalated(sent.await))
+                }
+                (Some(d), _) if now >= d => Err(Ended::permanent(format!(
                     "no decision within {}",
                     step.timeout
                         .as_ref()
                         .map(|t| t.value.to_string())
                         .unwrap_or_default()
                 ))),
-                d => Ok(Action::Park(d)),
+                (d, _) => Ok(Action::Park(d)),
             }
         }
         StepKind::Invoke(invoke) => {

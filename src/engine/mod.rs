@@ -9,13 +9,15 @@
 //! - [`worker`]: the queue consumer (apalis), the claim/attempt/record cycle, lease
 //!   renewal and the reaper.
 //! - [`attempt`] and `remote`: one attempt of each step kind; `followup`: registering a
-//!   `followup` step's run for later (the scheduler starts it).
+//!   `followup` step's run for later (the scheduler starts it); [`escalate`]: an
+//!   approval's escalation when nobody decided in time.
 //! - [`context`]: what templates see; [`crate::secrets`] masks before anything is stored.
 
 pub mod attempt;
 pub mod context;
 pub mod create;
 pub mod decide;
+pub mod escalate;
 mod followup;
 pub mod human;
 pub mod progress;

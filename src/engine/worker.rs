@@ -214,6 +214,10 @@ impl Engine {
                 .step_park(&Guard::Lease(lease), until)
                 .await
                 .map(|_| None),
+            Action::Escalated(data) => {
+                tracing::warn!(run.id = %run.id, step.id = %row.step_id, "approval timed out; escalated, waiting on");
+                self.store.step_escalate(&lease, data).await.map(|_| None)
+            }
             Action::Invoke {
                 playbook,
                 params,

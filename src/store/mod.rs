@@ -337,6 +337,12 @@ impl Store {
         dispatch!(self, step_park(guard, until))
     }
 
+    /// Running → waiting with no timer after an approval's escalation, appending
+    /// `step.escalated` with `data`; refused with [`Error::LeaseLost`] like a finish.
+    pub async fn step_escalate(&self, lease: &Lease, data: serde_json::Value) -> Result<StepRun> {
+        dispatch!(self, step_escalate(lease, data))
+    }
+
     /// Running steps whose lease expired before `now` → ready, each with a new job and a
     /// `step.lease_expired` event. Returns how many were reaped (at most 100 per call).
     /// Safe to run from every worker at once.

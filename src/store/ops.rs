@@ -1580,6 +1580,30 @@ macro_rules! transitions {
             }
             Ok(reaped)
         }
+
+        /// Running → waiting with no timer, after an approval's escalation: `step.escalated`
+        /// (with `data`: what was sent, whether it was delivered) then `step.waiting`, in
+        /// one transaction. The step waits for people only from now on.
+        pub(in crate::store) async fn step_escalate(
+            pool: &Pool,
+            lease: &Lease,
+            data: serde_json::Value,
+        ) -> Result<StepRun> {
+            let guard = Guard::Lease(lease.clone());
+            let now = now_ms();
+            let mut tx = begin(pool).await?;
+            lock_run(&mut tx, &lease.run_id)
+                .await?
+                .ok_or_else(|| Error::RunNotFound(lease.run_id.clone()))?;
+            let (step, mut events) = park_in(&mut tx, &guard, None, None).await?;
+            events.insert(
+                0,
+                NewEvent::step("step.escalated", &lease.step_id, lease.attempt, data),
+            );
+            append(&mut tx, &lease.run_id, &events, now).await?;
+            tx.commit().await?;
+            Ok(step)
+        }
     };
 }
 
