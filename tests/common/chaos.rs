@@ -231,7 +231,7 @@ pub async fn run(setup: &Setup) -> Result<Report> {
             let busiest = busiest(&store, &procs, &pending).await?;
             if let Some(i) = busiest {
                 let kill = match (setup.kill, setup.stop) {
-                    (true, true) => rng.next() % 2 == 0,
+                    (true, true) => rng.next().is_multiple_of(2),
                     (kill, _) => kill,
                 };
                 let back =
