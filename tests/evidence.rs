@@ -37,6 +37,7 @@ conformance!(
     database_tampering_is_always_detected,
     exported_json_tampering_is_always_detected,
     an_approval_that_times_out_escalates_and_waits_on,
+    reports_render_as_their_snapshots,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -926,5 +927,83 @@ async fn an_approval_that_times_out_escalates_and_waits_on(db: Db) -> Result<()>
     live.decide("approve", "bob", Verdict::Reject, None).await?;
     let end = live.end().await?;
     assert_eq!(end.status, RunStatus::Failed);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshots of rendered reports
+
+/// Replaces what differs from one run to the next (ids, times, durations, hashes, paths)
+/// with fixed placeholders, so that a report of the same run reads the same every time.
+fn normalize(text: &str, dir: &std::path::Path) -> String {
+    let text = text.replace(&dir.display().to_string(), "<DIR>");
+    let rules: [(&str, &str); 9] = [
+        (r"sha256:[0-9a-f]{64}", "sha256:<HASH>"),
+        (r"\b[0-9a-f]{64}\b", "<HASH>"),
+        (r"\b[0-9A-HJKMNP-TV-Z]{26}\b", "<ID>"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", "<TIME>"),
+        (r"\b\d+(\.\d+)? (ms|s|min|h)( \d+ (s|min))?\b", "<SPAN>"),
+        (r"(?m)[ \t]+$", ""),
+        // Which worker ran a step, and the order in which concurrent steps' events
+        // interleave, differ between runs; each step's own history keeps its order.
+        (r"started on [^ <\n]+", "started on <WORKER>"),
+        (r"(?m)^- \d+ · ", "- <SEQ> · "),
+        (r#"<li value="\d+">"#, r#"<li value="SEQ">"#),
+    ];
+    rules.iter().fold(text, |t, (pattern, with)| {
+        regex::Regex::new(pattern)
+            .unwrap()
+            .replace_all(&t, *with)
+            .into_owned()
+    })
+}
+
+/// Compares `text` with `tests/snapshots/NAME`; `RUNWAY_UPDATE_SNAPSHOTS=1` writes it
+/// instead (review the diff before committing it).
+fn snapshot(name: &str, text: &str) -> Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("RUNWAY_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        std::fs::write(&path, text)?;
+        return Ok(());
+    }
+    let want = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no snapshot at {}: run with RUNWAY_UPDATE_SNAPSHOTS=1 to write it",
+            path.display()
+        )
+    })?;
+    if want != text {
+        let line = want
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| want.lines().count().min(text.lines().count()));
+        bail!(
+            "{name} differs from its snapshot at line {}:\n  snapshot: {:?}\n  rendered: {:?}\n\
+             (RUNWAY_UPDATE_SNAPSHOTS=1 rewrites it; review the diff)",
+            line + 1,
+            want.lines().nth(line).unwrap_or("<end>"),
+            text.lines().nth(line).unwrap_or("<end>"),
+        );
+    }
+    Ok(())
+}
+
+/// The same gated run renders to the same Markdown and HTML on both backends, once what
+/// differs between runs (ids, times, hashes) is normalized: a change to a template or to
+/// the summary shows up as a reviewed snapshot diff.
+async fn reports_render_as_their_snapshots(db: Db) -> Result<()> {
+    let store = &db.store;
+    let dir = tempfile::tempdir()?;
+    let run = gated_run(store, dir.path()).await?;
+    let evidence = store.evidence_of_run(&run.id).await?;
+    let r = report::report(&evidence, chrono::Utc::now());
+    for (format, name) in [(Format::Md, "gated-report.md"), (Format::Html, "gated-report.html")] {
+        let text = report::render(&r, format)?;
+        snapshot(name, &normalize(&text, dir.path()))?;
+    }
     Ok(())
 }

@@ -654,10 +654,13 @@ fn output_values(outputs: &Value) -> Vec<NameValue> {
             value: excerpt(&display(outputs), VALUE_CHARS),
         }];
     };
-    let shown: Vec<(&String, &Value)> = map
+    // In name order: the backends keep a map's keys in different orders (Postgres's jsonb
+    // sorts them by length), and a report of the same record must read the same on both.
+    let mut shown: Vec<(&String, &Value)> = map
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "stdout" | "stderr"))
         .collect();
+    shown.sort_by(|a, b| a.0.cmp(b.0));
     let mut out: Vec<NameValue> = shown
         .iter()
         .take(OUTPUT_KEYS)
@@ -711,7 +714,20 @@ pub(super) fn excerpt(text: &str, max: usize) -> String {
 fn display(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => sorted(other).to_string(),
+    }
+}
+
+/// `v` with every object's keys in name order (see [`output_values`]).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
     }
 }
 
