@@ -12,6 +12,9 @@
 //!   through 1 and 4 workers: throughput.
 //! - `one-run-2000`: 2,000 parallel no-op steps of one run, through 4 workers: the bound
 //!   that the per-run lock sets (every transition of a run is serialized).
+//! - `report-1000`: the evidence report of one finished 1,000-step run (100 stages of 10
+//!   shell steps that print a line): reading the evidence, building the summary, and
+//!   rendering Markdown, HTML (with the DAG) and the JSON export; median of 5.
 //! - `memory`: resident memory of a `runway worker` process idle, and with 1,000 runs
 //!   waiting at approvals.
 //!
@@ -61,6 +64,22 @@ fn wide(n: usize) -> String {
     let mut s = String::from("runway: 1\nname: wide\nsteps:\n");
     for i in 0..n {
         s.push_str(&format!("  - id: s{i}\n    needs: []\n    noop: {{}}\n"));
+    }
+    s
+}
+
+/// `n` shell steps in stages of 10, each after the step 10 before it, each printing a line.
+fn layered(n: usize) -> String {
+    let mut s = String::from("runway: 1\nname: layered\nsteps:\n");
+    for i in 0..n {
+        let needs = if i < 10 {
+            "[]".to_owned()
+        } else {
+            format!("[s{}]", i - 10)
+        };
+        s.push_str(&format!(
+            "  - id: s{i}\n    needs: {needs}\n    shell: {{ argv: [echo, 'step {i} done'] }}\n    mutates: false\n"
+        ));
     }
     s
 }
@@ -304,6 +323,70 @@ async fn memory(backend: &str, url: &str) {
     );
 }
 
+/// The median of `f`'s time over five calls.
+fn median_of_5<T>(mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut times = Vec::with_capacity(5);
+    let mut last = None;
+    for _ in 0..5 {
+        let began = Instant::now();
+        last = Some(f());
+        times.push(began.elapsed());
+    }
+    times.sort();
+    (times[2], last.expect("five calls"))
+}
+
+/// Runs one 1,000-step run to its end, then times its evidence report.
+async fn report_1000(backend: &str, url: &str) {
+    use runway::report::{self, Format};
+    let store = Store::connect(url).await.expect("store");
+    let text = layered(1000);
+    let plan = compile(&text);
+    let workers = start_workers(&store, 1, 8);
+    let ids = create_runs(&store, &plan, &text, 1).await;
+    await_all(&store, &ids, RunStatus::Succeeded).await;
+    workers.stop().await;
+    let mut reads = Vec::new();
+    for _ in 0..5 {
+        let began = Instant::now();
+        let evidence = store.evidence_of_run(&ids[0]).await.expect("evidence");
+        reads.push((began.elapsed(), evidence));
+    }
+    reads.sort_by_key(|r| r.0);
+    let (read, evidence) = reads.swap_remove(2);
+    let events = evidence.events.len();
+    let (build, r) = median_of_5(|| report::report(&evidence, chrono::Utc::now()));
+    assert!(r.store.problems.is_empty(), "{:?}", r.store.problems);
+    let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+    let mut figures = vec![("read", read), ("build", build)];
+    let mut sizes = Vec::new();
+    for (name, format) in [("md", Format::Md), ("html", Format::Html), ("json", Format::Json)] {
+        let (took, text) = median_of_5(|| report::render(&r, format).expect("render"));
+        figures.push((name, took));
+        sizes.push((name, text.len()));
+    }
+    let slowest = figures[2..].iter().map(|f| f.1).max().expect("formats");
+    let total = read + build + slowest;
+    println!(
+        "{backend:<9} report-1000        {events} events: read {:.1} ms, build {:.1} ms, md {:.1} ms, html {:.1} ms, json {:.1} ms; read+build+slowest {:.1} ms (goal < 200)",
+        ms(read),
+        ms(build),
+        ms(figures[2].1),
+        ms(figures[3].1),
+        ms(figures[4].1),
+        ms(total)
+    );
+    let mut line = json!({ "backend": backend, "scenario": "report-1000", "events": events, "total_ms": ms(total) });
+    for (name, took) in &figures {
+        line[format!("{name}_ms")] = json!(ms(*took));
+    }
+    for (name, bytes) in &sizes {
+        line[format!("{name}_bytes")] = json!(bytes);
+    }
+    println!("{line}");
+    store.close().await;
+}
+
 fn main() {
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -369,6 +452,9 @@ fn main() {
             if wanted("one-run-2000") {
                 let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, 4).await;
                 report(backend, "one-run-2000", 4, took, steps);
+            }
+            if wanted("report-1000") {
+                report_1000(backend, &url("report").await).await;
             }
             if wanted("memory") {
                 memory(backend, &url("memory").await).await;
