@@ -360,7 +360,11 @@ async fn report_1000(backend: &str, url: &str) {
     let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
     let mut figures = vec![("read", read), ("build", build)];
     let mut sizes = Vec::new();
-    for (name, format) in [("md", Format::Md), ("html", Format::Html), ("json", Format::Json)] {
+    for (name, format) in [
+        ("md", Format::Md),
+        ("html", Format::Html),
+        ("json", Format::Json),
+    ] {
         let (took, text) = median_of_5(|| report::render(&r, format).expect("render"));
         figures.push((name, took));
         sizes.push((name, text.len()));

@@ -941,7 +941,10 @@ fn normalize(text: &str, dir: &std::path::Path) -> String {
         (r"sha256:[0-9a-f]{64}", "sha256:<HASH>"),
         (r"\b[0-9a-f]{64}\b", "<HASH>"),
         (r"\b[0-9A-HJKMNP-TV-Z]{26}\b", "<ID>"),
-        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", "<TIME>"),
+        (
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+            "<TIME>",
+        ),
         (r"\b\d+(\.\d+)? (ms|s|min|h)( \d+ (s|min))?\b", "<SPAN>"),
         (r"(?m)[ \t]+$", ""),
         // Which worker ran a step, and the order in which concurrent steps' events
@@ -1001,7 +1004,10 @@ async fn reports_render_as_their_snapshots(db: Db) -> Result<()> {
     let run = gated_run(store, dir.path()).await?;
     let evidence = store.evidence_of_run(&run.id).await?;
     let r = report::report(&evidence, chrono::Utc::now());
-    for (format, name) in [(Format::Md, "gated-report.md"), (Format::Html, "gated-report.html")] {
+    for (format, name) in [
+        (Format::Md, "gated-report.md"),
+        (Format::Html, "gated-report.html"),
+    ] {
         let text = report::render(&r, format)?;
         snapshot(name, &normalize(&text, dir.path()))?;
     }

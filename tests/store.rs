@@ -117,6 +117,7 @@ conformance!(
     decisions_are_recorded_once_and_finish_the_step_when_judged,
     decisions_on_a_step_not_waiting_or_an_ended_run_are_refused,
     finish_claiming_hands_the_next_ready_step_to_the_same_worker,
+    finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken,
     partial_decisions_read_only_the_named_rows_and_fall_back_at_the_end,
 );
 
@@ -448,6 +449,62 @@ async fn finish_claiming_hands_the_next_ready_step_to_the_same_worker(db: Db) ->
         .await?;
     assert!(none.is_none());
     assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Succeeded);
+    assert_eq!(store.events_verify(&run.id).await?, None);
+    Ok(())
+}
+
+async fn finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken(
+    db: Db,
+) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Ready),
+        ]))
+        .await?;
+    let la = claim(store, &run.id, "a").await?;
+    let offer = ClaimNext {
+        worker: "w9".into(),
+        lease_for: HOUR,
+    };
+    assert_eq!(store.step_status_of(&run.id, "b").await?, StepStatus::Ready);
+    let (_, next) = store
+        .step_finish_claiming(
+            &Guard::Lease(la),
+            &Finish::new(StepStatus::Succeeded),
+            &Sequence,
+            &offer,
+        )
+        .await?;
+    // Finishing `a` made nothing ready, so the worker takes `b`, which was already ready.
+    let b = next.context("b was taken")?;
+    assert_eq!((b.step_id.as_str(), b.status), ("b", StepStatus::Running));
+    assert_eq!((b.lease_owner.as_deref(), b.attempt), (Some("w9"), 1));
+    // Its job is still queued; whoever fetches it sees the step taken, and a claim of it
+    // is refused.
+    assert!(pending(store).await.contains(&pair(&run.id, "b")));
+    assert_eq!(
+        store.step_status_of(&run.id, "b").await?,
+        StepStatus::Running
+    );
+    assert!(matches!(
+        store.step_claim(&run.id, "b", "w1", HOUR).await,
+        Err(runway::store::Error::NotClaimable {
+            status: StepStatus::Running,
+            ..
+        })
+    ));
+    let events = store.events_of_run(&run.id).await?;
+    let running_b = events
+        .iter()
+        .filter(|e| e.kind == "step.running" && e.step_id.as_deref() == Some("b"))
+        .count();
+    assert_eq!(running_b, 1, "one attempt of b, recorded once");
+    assert!(matches!(
+        store.step_status_of(&run.id, "nope").await,
+        Err(runway::store::Error::StepNotFound { .. })
+    ));
     assert_eq!(store.events_verify(&run.id).await?, None);
     Ok(())
 }

@@ -140,6 +140,14 @@ impl Engine {
             .acquire()
             .await
             .map_err(|_| Error::ShuttingDown)?;
+        // A job whose step another worker already took over (handed over in a finishing
+        // transaction, or reaped and claimed) is skipped with one read, not a locking
+        // transaction. Only a hint: the claim below decides under the run's lock.
+        match self.store.step_status_of(&job.run_id, &job.step_id).await {
+            Ok(StepStatus::Ready | StepStatus::Waiting) => {}
+            Ok(_) | Err(store::Error::StepNotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
         let claimed = self
             .store
             .step_claim(
@@ -466,14 +474,12 @@ impl Engine {
 
     /// Takes jobs until `stop` fires, with the reaper alongside.
     pub async fn work(self: Arc<Engine>, stop: CancellationToken) -> Result<(), Error> {
+        let poll = self.config.poll_every;
+        // The queue's bookkeeping commits asynchronously on Postgres (see Store::for_queue).
+        let queue = self.store.for_queue().await?;
         let reaper = tokio::spawn(self.clone().reap(stop.clone()));
         let name = self.worker_id.clone();
         let slots = self.config.concurrency.max(1);
-        // One job per fetch, and no fetch while every slot is busy (the concurrency layer
-        // makes the worker's service not ready, which stops apalis polling): jobs this
-        // worker cannot start yet stay in the queue for the other workers.
-        let batch = 1;
-        let poll = self.config.poll_every;
         let shutdown = {
             let stop = stop.clone();
             async move {
@@ -481,11 +487,14 @@ impl Engine {
                 Ok::<(), std::io::Error>(())
             }
         };
-        let result = match &self.store {
+        let result = match &queue {
             Store::Postgres(pool) => {
+                // One job per fetch, and no fetch while every slot is busy (the concurrency
+                // layer makes the worker's service not ready, which stops apalis polling):
+                // jobs this worker cannot start yet stay in the queue for the other workers.
                 let config = apalis_postgres::Config::default()
                     .queue(QUEUE)
-                    .batch_size(batch)
+                    .batch_size(1)
                     .heartbeat_interval(Duration::from_secs(2))
                     .missed_heartbeats(3);
                 let strategy = Strategy::new()
@@ -503,9 +512,11 @@ impl Engine {
                     .await
             }
             Store::Sqlite(pool) => {
+                // One process per database file: there is no other worker to leave jobs
+                // for, so a fetch takes as many as there are slots (one transaction).
                 let config = apalis_sqlite::Config::default()
                     .queue(QUEUE)
-                    .batch_size(batch)
+                    .batch_size(slots)
                     .heartbeat_interval(Duration::from_secs(2))
                     .missed_heartbeats(3);
                 let backend = apalis_sqlite::SqliteStorage::<StepJob>::new(pool)
@@ -522,6 +533,9 @@ impl Engine {
         };
         stop.cancel();
         let _ = reaper.await;
+        if !matches!(queue, Store::Sqlite(_)) {
+            queue.close().await;
+        }
         result.map_err(|e| Error::Queue(e.to_string()))
     }
 }

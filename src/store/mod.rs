@@ -69,7 +69,7 @@ pub use schedule_model::{
     PlanFire, Schedule, ScheduleEvent, ScheduleKind, ScheduleStatus, Settled, TickRecord,
 };
 
-use crate::state::RunStatus;
+use crate::state::{RunStatus, StepStatus};
 
 /// How long a SQLite connection waits for the write lock before failing with SQLITE_BUSY.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +80,10 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Separate ledgers keep both checks strict (a missing or edited migration of either is
 /// still an error), which `set_ignore_missing(true)` on both would give up.
 const LEDGER: &str = "_runway_migrations";
+
+/// Connections of the queue's pool ([`Store::for_queue`]): a fetch, an acknowledgement and
+/// the notification listener at a time.
+const QUEUE_CONNECTIONS: u32 = 4;
 
 /// The database behind the store. Cloning is cheap (the pools are shared handles).
 #[derive(Debug, Clone)]
@@ -160,6 +164,37 @@ impl Store {
         Ok(())
     }
 
+    /// The store for the job queue's own bookkeeping (apalis' fetch, acknowledgement and
+    /// heartbeats). On Postgres: a second, small pool on the same database whose sessions
+    /// commit without waiting for the WAL flush (`synchronous_commit = off`). That is safe
+    /// because a job row only says "look at this step": the step row, written by the
+    /// store's own transactions on the main pool (which wait for the flush, and which also
+    /// push the jobs), is the truth. An acknowledgement lost in a crash makes the job run
+    /// again, and a second claim of a step that is no longer ready is refused; a fetch lost
+    /// in a crash is fetched again. It halves the WAL flushes a step waits for. SQLite:
+    /// the same store (one connection per process, and the queue's writes must not wait
+    /// behind a second connection's file lock).
+    pub async fn for_queue(&self) -> Result<Store> {
+        match self {
+            Store::Postgres(pool) => {
+                let queue = PgPoolOptions::new()
+                    .max_connections(QUEUE_CONNECTIONS)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("SET synchronous_commit = off")
+                                .execute(conn)
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .connect_with(pool.connect_options().as_ref().clone())
+                    .await?;
+                Ok(Store::Postgres(queue))
+            }
+            Store::Sqlite(_) => Ok(self.clone()),
+        }
+    }
+
     /// `"postgres"` or `"sqlite"`, for logs.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -184,6 +219,12 @@ impl Store {
 
     pub async fn run_get(&self, run_id: &str) -> Result<Run> {
         dispatch!(self, run_get(run_id))
+    }
+
+    /// A step's status as last committed, read without locking anything: a hint (a worker
+    /// skips a job whose step is already taken or ended), never the basis of a transition.
+    pub async fn step_status_of(&self, run_id: &str, step_id: &str) -> Result<StepStatus> {
+        dispatch!(self, step_status_of(run_id, step_id))
     }
 
     /// The most recent runs first, optionally only those in `status`.

@@ -5,7 +5,7 @@
 //! and `ON CONFLICT`, so nearly every statement is identical text; what differs is written
 //! per backend next to the invocation and used here by name:
 //!
-//! - `type Pool`, `type Conn`: the pool and connection types;
+//! - `type Pool`, `type Conn`, `type Db`: the pool, connection and database types;
 //! - `begin(pool)`: a write transaction (`BEGIN IMMEDIATE` on SQLite, so a transaction that
 //!   reads before it writes never fails to upgrade its lock);
 //! - `lock_run(conn, run_id)` / `try_lock_run(conn, run_id)`: take the run's append lock
@@ -33,6 +33,10 @@ use chrono::Utc;
 use super::error::{Error, Result};
 use super::model::{Guard, NewRun, StepJob};
 use crate::state::{RunStatus, StepStatus};
+
+/// Events per INSERT statement: nine parameters each, well under both backends' limits
+/// (SQLite 32,766, Postgres 65,535).
+pub(crate) const APPEND_BATCH: usize = 500;
 
 /// The apalis queue (its `job_type` column) that carries every step job.
 pub const QUEUE: &str = "runway-steps";
@@ -348,22 +352,6 @@ macro_rules! transitions {
                     data: &e.data,
                     prev_hash: &prev,
                 });
-                sqlx::query(
-                    "INSERT INTO events \
-                     (run_id, seq, at, kind, step_id, attempt, data, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(run_id)
-                .bind(seq)
-                .bind(now)
-                .bind(&e.kind)
-                .bind(e.step_id.as_deref())
-                .bind(e.attempt)
-                .bind(Json(&e.data))
-                .bind(&prev)
-                .bind(&hash)
-                .execute(&mut *conn)
-                .await?;
                 out.push(Event {
                     run_id: run_id.to_owned(),
                     seq,
@@ -375,6 +363,26 @@ macro_rules! transitions {
                     prev_hash: std::mem::replace(&mut prev, hash.clone()),
                     hash,
                 });
+            }
+            // One statement for all of a transaction's events (a finish that decides a
+            // fan-out appends dozens): one round trip instead of one per event.
+            for chunk in out.chunks($crate::store::ops::APPEND_BATCH) {
+                let mut insert = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO events \
+                     (run_id, seq, at, kind, step_id, attempt, data, prev_hash, hash) ",
+                );
+                insert.push_values(chunk, |mut row, e| {
+                    row.push_bind(run_id)
+                        .push_bind(e.seq)
+                        .push_bind(now)
+                        .push_bind(e.kind.as_str())
+                        .push_bind(e.step_id.as_deref())
+                        .push_bind(e.attempt)
+                        .push_bind(Json(&e.data))
+                        .push_bind(e.prev_hash.as_str())
+                        .push_bind(e.hash.as_str());
+                });
+                insert.build().execute(&mut *conn).await?;
             }
             Ok(out)
         }
@@ -794,10 +802,24 @@ macro_rules! transitions {
                 step.attempt,
                 json!({ "worker": worker, "lease_expires_at": expires }),
             )];
-            run_settle(&mut tx, run_id, &mut events).await?;
+            // A step now runs: a waiting run is running again; a running one stays so.
+            if run_status == RunStatus::Waiting {
+                run_settle(&mut tx, run_id, &mut events).await?;
+            }
             append(&mut tx, run_id, &events, now).await?;
             tx.commit().await?;
             Ok(step)
+        }
+
+        /// A step's status and when it is due, read without a lock or a transaction: a
+        /// hint (for skipping a job whose step is no longer ready), never a decision.
+        pub(in crate::store) async fn step_status_of(
+            pool: &Pool,
+            run_id: &str,
+            step_id: &str,
+        ) -> Result<StepStatus> {
+            let mut conn = pool.acquire().await?;
+            Ok(step_status(&mut conn, run_id, step_id).await?.0)
         }
 
         pub(in crate::store) async fn step_renew_lease(
@@ -881,31 +903,55 @@ macro_rules! transitions {
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
         ) -> Result<Option<StepRun>> {
-            let Some(at) = wakes
-                .iter()
-                .position(|w| w.job.run_id == run_id && w.at_ms.is_none())
-            else {
-                return Ok(None);
-            };
             let expires = plus(now, claim.lease_for);
-            let row = sqlx::query_as::<_, StepRow>(
-                "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
-                 lease_owner = $3, lease_expires_at = $4, ready_at = NULL, \
-                 started_at = COALESCE(started_at, $5) \
-                 WHERE run_id = $1 AND step_id = $2 AND status = 'ready' \
-                 RETURNING *",
-            )
-            .bind(run_id)
-            .bind(&wakes[at].job.step_id)
-            .bind(&claim.worker)
-            .bind(expires)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let at = wakes
+                .iter()
+                .position(|w| w.job.run_id == run_id && w.at_ms.is_none());
+            let row = if let Some(at) = at {
+                // A step this transaction made ready: claimed instead of pushing its job.
+                let row = sqlx::query_as::<_, StepRow>(
+                    "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+                     lease_owner = $3, lease_expires_at = $4, ready_at = NULL, \
+                     started_at = COALESCE(started_at, $5) \
+                     WHERE run_id = $1 AND step_id = $2 AND status = 'ready' \
+                     RETURNING *",
+                )
+                .bind(run_id)
+                .bind(&wakes[at].job.step_id)
+                .bind(&claim.worker)
+                .bind(expires)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if row.is_some() {
+                    wakes.remove(at);
+                }
+                row
+            } else {
+                // Otherwise another ready, due step of the run: its job is still queued,
+                // and whoever fetches it finds it taken (a lock-free look, no transaction).
+                // One transaction per step instead of two, and a run's steps stay on the
+                // worker that has its rows and plan cached.
+                sqlx::query_as::<_, StepRow>(
+                    "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+                     lease_owner = $2, lease_expires_at = $3, ready_at = NULL, \
+                     started_at = COALESCE(started_at, $4) \
+                     WHERE run_id = $1 AND step_id = (SELECT step_id FROM step_runs \
+                       WHERE run_id = $1 AND status = 'ready' AND ready_at <= $4 \
+                       ORDER BY ready_at, step_id LIMIT 1) \
+                     AND status = 'ready' \
+                     RETURNING *",
+                )
+                .bind(run_id)
+                .bind(&claim.worker)
+                .bind(expires)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+            };
             let Some(row) = row else {
                 return Ok(None);
             };
-            wakes.remove(at);
             let step: StepRun = row.try_into()?;
             events.push(NewEvent::step(
                 "step.running",

@@ -13,6 +13,7 @@ use super::schedule_model::Held;
 use crate::state::RunStatus;
 
 type Pool = PgPool;
+type Db = Postgres;
 type Conn = PgConnection;
 
 async fn begin(pool: &Pool) -> Result<Transaction<'static, Postgres>> {

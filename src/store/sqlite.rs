@@ -16,6 +16,7 @@ use super::schedule_model::Held;
 use crate::state::RunStatus;
 
 type Pool = SqlitePool;
+type Db = Sqlite;
 type Conn = SqliteConnection;
 
 async fn begin(pool: &Pool) -> Result<Transaction<'static, Sqlite>> {
