@@ -2123,3 +2123,43 @@ async fn connect_refuses_an_unsupported_url() {
         assert!(matches!(err, Error::UnsupportedUrl(_)), "{url}: {err}");
     }
 }
+
+/// apalis-sqlite's acknowledgement (its `queries/task/ack.sql`), which without planner
+/// statistics scanned every job the worker ever ran and re-parsed its JSON argument for
+/// each one; the store's migration gives the planner the statistics to look jobs up by id.
+const APALIS_SQLITE_ACK: &str = "WITH j AS (SELECT value ->> 'task_id' AS task_id, \
+     value ->> 'attempt' AS attempt, value ->> 'result' AS result, \
+     value ->> 'status' AS status FROM json_each(?1)) \
+     UPDATE Jobs SET status = j.status, attempts = j.attempt, last_result = j.result, \
+     done_at = strftime('%s', 'now') FROM j WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2";
+
+#[tokio::test]
+async fn sqlite_acknowledges_a_job_by_its_id_however_many_jobs_there_are() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("runway.db").display());
+    for _ in 0..2 {
+        // The migrating connection, then a fresh one that loads the statistics at open.
+        let store = Store::connect(&url).await?;
+        let Store::Sqlite(pool) = &store else {
+            unreachable!()
+        };
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {APALIS_SQLITE_ACK}"
+        )))
+        .bind("[]")
+        .bind("w1")
+        .fetch_all(pool)
+        .await?;
+        let steps: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
+        assert!(
+            steps.iter().any(|s| s.contains("json_each"))
+                && steps
+                    .iter()
+                    .any(|s| s.contains("USING INDEX sqlite_autoindex_Jobs_1 (id=?)")),
+            "{steps:#?}"
+        );
+        assert!(!steps.iter().any(|s| s.contains("LIdx")), "{steps:#?}");
+        store.close().await;
+    }
+    Ok(())
+}
