@@ -55,6 +55,10 @@ pub struct WorkerArgs {
     /// Do not fire schedules in this worker (run `runway scheduler` somewhere instead).
     #[arg(long)]
     no_scheduler: bool,
+    /// A running step's lease: when this worker dies or stalls, another takes its steps
+    /// over once the lease has expired (within the lease plus a second).
+    #[arg(long, default_value = "10s", value_parser = super::schedule::parse_duration)]
+    lease: crate::playbook::duration::Duration,
 }
 
 fn config(concurrency: usize) -> anyhow::Result<engine::Config> {
@@ -156,12 +160,17 @@ pub fn start(args: &StartArgs) -> anyhow::Result<u8> {
 pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
     db::runtime()?.block_on(async {
         let store = db::open().await?;
-        let engine = Engine::new(store.clone(), config(args.concurrency)?);
+        let config = engine::Config {
+            lease: args.lease.as_std(),
+            ..config(args.concurrency)?
+        };
+        let engine = Engine::new(store.clone(), config);
         eprintln!(
-            "worker {} on {} (concurrency {})",
+            "worker {} on {} (concurrency {}, lease {})",
             engine.worker_id,
             db::redact(&db::url()),
-            args.concurrency
+            args.concurrency,
+            args.lease
         );
         let stop = crate::shutdown::on_signal();
         let scheduler = (!args.no_scheduler).then(|| {

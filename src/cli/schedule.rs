@@ -114,7 +114,7 @@ pub struct SchedulerArgs {
     simulated_clock: Option<Clock>,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     match Duration::parse(text)? {
         d if d.0.is_zero() => Err("a duration of zero is not allowed here".to_owned()),
         d => Ok(d),

@@ -1,0 +1,1083 @@
+//! The engine chaos harness, shared by `tests/engine_chaos.rs` (reduced runs in the suite)
+//! and `benches/chaos.rs` (the full runs, printing figures; docs/RELIABILITY.md).
+//!
+//! The harness owns everything it breaks: a throwaway PostgreSQL cluster ([`Cluster`]:
+//! `initdb` into a temp dir, a free port, `pg_ctl` start and stop, so it can restart the
+//! database under the workers) and real `runway worker` processes ([`Workers`]) that it
+//! SIGKILLs, SIGSTOPs and starts again. It never asks the engine whether the engine did
+//! well: every shell step appends `S` (started) and `E` (ended) lines with its run, step,
+//! attempt, idempotency key, its worker's pid and the time to a ledger file (`O_APPEND`,
+//! one short `write` each, so concurrent writers never interleave), and losses, duplicates
+//! and overlaps are counted from that ledger and held against the store's rows and events
+//! afterwards ([`Audit`]), with every run's hash chain verified.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use chrono::{DateTime, Utc};
+use nix::sys::signal::Signal;
+use runway::engine::Origin;
+use runway::store::Store;
+
+// ------------------------------------------------------------------------- randomness
+
+/// A small deterministic generator (xorshift64*), so a run can be repeated by its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn between(&mut self, (lo, hi): (Duration, Duration)) -> Duration {
+        let span = hi.saturating_sub(lo).as_millis().max(1) as u64;
+        lo + Duration::from_millis(self.next() % span)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+// ---------------------------------------------------------------------------- cluster
+
+/// A PostgreSQL cluster of our own in a temp dir, on a free port, stopped and removed when
+/// dropped. Run as the `postgres` system user when we are root (initdb refuses root).
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+/// How the database is stopped: `pg_ctl stop -m fast` (clients disconnected, a clean
+/// shutdown) or `-m immediate` (no shutdown checkpoint: crash recovery on the next start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    Fast,
+    Immediate,
+}
+
+impl StopMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+}
+
+fn pg_bin() -> Result<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Ok(bin);
+    }
+    let out = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    ensure!(
+        !path.is_empty(),
+        "no initdb under /usr/lib/postgresql/*/bin or on PATH: install PostgreSQL (Debian: \
+         apt-get install postgresql)"
+    );
+    Ok(Path::new(&path)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_owned())
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+impl Cluster {
+    /// `initdb` and start a new cluster (trust auth, `fsync=off`: the machine does not
+    /// crash, the database process does, which fsync does not change).
+    pub fn new() -> Result<Cluster> {
+        let bin = pg_bin()?;
+        let dir = tempfile::Builder::new()
+            .prefix("runway-chaos-pg")
+            .tempdir()?;
+        let as_postgres = nix::unistd::Uid::effective().is_root();
+        if as_postgres {
+            let ok = Command::new("chown")
+                .arg("postgres")
+                .arg(dir.path())
+                .status()?
+                .success();
+            ensure!(ok, "chown postgres {}", dir.path().display());
+        }
+        let cluster = Cluster {
+            bin,
+            port: free_port()?,
+            dir,
+            as_postgres,
+        };
+        let data = cluster.data();
+        let out = cluster
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// The server URL (database `postgres`).
+    pub fn server(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn start(&self) -> Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let status = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.log())
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .stdout(Stdio::null())
+            .status()?;
+        ensure!(
+            status.success(),
+            "pg_ctl start failed; see {}",
+            self.log().display()
+        );
+        Ok(())
+    }
+
+    pub fn stop(&self, mode: StopMode) -> Result<()> {
+        let status = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", "60", "-m", mode.as_str(), "stop"])
+            .stdout(Stdio::null())
+            .status()?;
+        ensure!(status.success(), "pg_ctl stop -m {}", mode.as_str());
+        Ok(())
+    }
+
+    /// A fresh database on this cluster.
+    pub async fn create_db(&self, name: &str) -> Result<String> {
+        let admin = sqlx::PgPool::connect(&self.server()).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        Ok(self.url(name))
+    }
+
+    /// `pg_terminate_backend` on every other client of `database`: how many were ended.
+    pub async fn terminate_backends(&self, database: &str) -> Result<u64> {
+        let admin = sqlx::PgPool::connect(&self.server()).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(database)
+        .fetch_one(&admin)
+        .await?;
+        admin.close().await;
+        Ok(n as u64)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+// ---------------------------------------------------------------------------- workers
+
+/// `runway worker` processes, each slot restarted under a new pid when it dies.
+pub struct Workers {
+    dir: PathBuf,
+    url: String,
+    lease: Duration,
+    concurrency: usize,
+    slots: Vec<Option<Child>>,
+    stopped: Vec<bool>,
+    /// Processes started over the run, restarts included.
+    pub started: usize,
+}
+
+impl Workers {
+    pub fn start(
+        dir: &Path,
+        url: &str,
+        n: usize,
+        concurrency: usize,
+        lease: Duration,
+    ) -> Result<Workers> {
+        let mut workers = Workers {
+            dir: dir.to_owned(),
+            url: url.to_owned(),
+            lease,
+            concurrency,
+            slots: (0..n).map(|_| None).collect(),
+            stopped: vec![false; n],
+            started: 0,
+        };
+        for i in 0..n {
+            workers.spawn(i)?;
+        }
+        Ok(workers)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn spawn(&mut self, i: usize) -> Result<u32> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("worker-{i}.log")))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_runway"))
+            .args(["worker", "--no-scheduler", "--concurrency"])
+            .arg(self.concurrency.to_string())
+            .arg("--lease")
+            .arg(format!("{}ms", self.lease.as_millis()))
+            .current_dir(&self.dir)
+            .env("RUNWAY_DATABASE_URL", &self.url)
+            .env("RUNWAY_WORKFLOWS", &self.dir)
+            .env("RUNWAY_LOG", "warn,runway=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("runway worker starts")?;
+        let pid = child.id();
+        self.slots[i] = Some(child);
+        self.stopped[i] = false;
+        self.started += 1;
+        Ok(pid)
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.slots[i].as_ref().map(Child::id)
+    }
+
+    pub fn signal(&self, i: usize, sig: Signal) {
+        if let Some(pid) = self.pid(i) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// SIGKILL, reaped: returns the pid that died.
+    pub fn kill(&mut self, i: usize) -> Option<u32> {
+        let mut child = self.slots[i].take()?;
+        let pid = child.id();
+        let _ = child.kill();
+        let _ = child.wait();
+        Some(pid)
+    }
+
+    pub fn stop(&mut self, i: usize) {
+        self.signal(i, Signal::SIGSTOP);
+        self.stopped[i] = true;
+    }
+
+    pub fn cont(&mut self, i: usize) {
+        self.signal(i, Signal::SIGCONT);
+        self.stopped[i] = false;
+    }
+
+    /// Slots whose process has exited by itself (not killed by us): their pids and status.
+    pub fn exited(&mut self) -> Vec<(usize, u32, String)> {
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(child) = slot
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                out.push((i, child.id(), status.to_string()));
+                *slot = None;
+            }
+        }
+        out
+    }
+
+    /// SIGTERM to all (continued first), then wait for them.
+    pub fn shutdown(&mut self) {
+        for i in 0..self.slots.len() {
+            self.signal(i, Signal::SIGCONT);
+            self.signal(i, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for slot in &mut self.slots {
+            if let Some(child) = slot {
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            *slot = None;
+        }
+    }
+
+    /// The last lines of every worker's log, for a failure message.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for i in 0..self.slots.len() {
+            let text = std::fs::read_to_string(self.dir.join(format!("worker-{i}.log")))
+                .unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- worker-{i}.log\n"));
+            for l in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(child) = slot {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    Signal::SIGCONT,
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+// --------------------------------------------------------------------------- playbook
+
+/// The line a shell step appends to the ledger: `TAG run step attempt key worker-pid ns`.
+fn ledger_line(tag: &str, ledger: &Path) -> String {
+    format!(
+        "printf '{tag} %s %s %s %s %s %s\\n' \"$RUNWAY_RUN_ID\" \"$RUNWAY_STEP_ID\" \
+         \"$RUNWAY_ATTEMPT\" \"$RUNWAY_IDEMPOTENCY_KEY\" \"$PPID\" \"$(date +%s%N)\" >> '{}'",
+        ledger.display()
+    )
+}
+
+/// A shell step's script: start line, `secs` of work, end line.
+fn work(ledger: &Path, secs: f64) -> String {
+    format!(
+        "{}\nsleep {secs}\n{}",
+        ledger_line("S", ledger),
+        ledger_line("E", ledger)
+    )
+}
+
+/// The 20-step DAG of scenario 1: a fan-out of four joined in two pairs, a step that fails
+/// once per run (a marker file, so it fails exactly once whatever its attempt numbers are)
+/// and then succeeds on its retry, a durable `wait` alongside it, a join, a fan-out of five
+/// and its join, then a chain of four. Nineteen shell steps and one wait. Every step has
+/// attempts to spare (`defaults.retry`): an attempt lost with its worker counts as one.
+pub fn dag(dir: &Path, step_secs: f64, wait: &str, attempts: u32) -> String {
+    let ledger = dir.join("ledger");
+    let w = work(&ledger, step_secs);
+    let flaky = format!(
+        "{}\nif [ ! -e '{dir}/flaky-'\"$RUNWAY_RUN_ID\" ]; then\n  : > '{dir}/flaky-'\"$RUNWAY_RUN_ID\"\n  \
+         {}\n  exit 1\nfi\nsleep {step_secs}\n{}",
+        ledger_line("S", &ledger),
+        ledger_line("F", &ledger),
+        ledger_line("E", &ledger),
+        dir = dir.display(),
+    );
+    let mut s = format!(
+        "runway: 1\nname: chaos\ndefaults:\n  retry: {{ attempts: {attempts}, backoff: 200ms, max_backoff: 1s }}\nsteps:\n"
+    );
+    let shell = |s: &mut String, id: &str, needs: &[&str], script: &str| {
+        s.push_str(&format!(
+            "  - id: {id}\n    needs: [{}]\n",
+            needs.join(", ")
+        ));
+        s.push_str("    shell:\n      script: |\n");
+        for line in script.lines() {
+            s.push_str(&format!("        {line}\n"));
+        }
+    };
+    shell(&mut s, "a", &[], &w);
+    for b in ["b1", "b2", "b3", "b4"] {
+        shell(&mut s, b, &["a"], &w);
+    }
+    shell(&mut s, "c", &["b1", "b2"], &w);
+    shell(&mut s, "d", &["b3", "b4"], &w);
+    shell(&mut s, "flaky", &["c"], &flaky);
+    s.push_str(&format!(
+        "  - id: pause\n    needs: [d]\n    wait: {wait}\n"
+    ));
+    shell(&mut s, "join", &["flaky", "pause"], &w);
+    for g in ["g1", "g2", "g3", "g4", "g5"] {
+        shell(&mut s, g, &["join"], &w);
+    }
+    shell(&mut s, "h", &["g1", "g2", "g3", "g4", "g5"], &w);
+    for (id, after) in [("i", "h"), ("j", "i"), ("k", "j"), ("l", "k")] {
+        shell(&mut s, id, &[after], &w);
+    }
+    s
+}
+
+/// The shell steps of [`dag`] (every step but the wait).
+pub const DAG_SHELL_STEPS: usize = 19;
+pub const DAG_STEPS: usize = 20;
+
+/// Compiles `text`, writes it to `dir/NAME.yaml` and creates `runs` runs of it.
+pub async fn create_runs(
+    store: &Store,
+    dir: &Path,
+    text: &str,
+    runs: usize,
+) -> Result<Vec<String>> {
+    let source = runway::source::Source {
+        name: "chaos.yaml".into(),
+        text: text.to_owned(),
+    };
+    std::fs::write(dir.join("chaos.yaml"), text)?;
+    let plan = runway::engine::compile(source, dir)?;
+    let origin = Origin {
+        starter: "chaos".into(),
+        trigger: "manual".into(),
+        parent: None,
+    };
+    let mut ids = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let new = runway::engine::new_run(&plan, text, serde_json::Map::new(), &origin)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        ids.push(store.run_create(&new).await?.id);
+    }
+    Ok(ids)
+}
+
+// ----------------------------------------------------------------------------- ledger
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub tag: char,
+    pub run: String,
+    pub step: String,
+    pub attempt: i32,
+    pub key: String,
+    pub pid: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// Every line of the ledger; a line that does not parse is an error (writers interleaved).
+pub fn read_ledger(dir: &Path) -> Result<Vec<Line>> {
+    let text = std::fs::read_to_string(dir.join("ledger")).unwrap_or_default();
+    let mut lines = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        let f: Vec<&str> = l.split(' ').collect();
+        ensure!(f.len() == 7, "ledger line {}: `{l}`", n + 1);
+        let ns: i64 = f[6]
+            .parse()
+            .with_context(|| format!("ledger line {}", n + 1))?;
+        lines.push(Line {
+            tag: f[0].chars().next().unwrap_or('?'),
+            run: f[1].to_owned(),
+            step: f[2].to_owned(),
+            attempt: f[3].parse()?,
+            key: f[4].to_owned(),
+            pid: f[5].parse()?,
+            at: DateTime::from_timestamp_nanos(ns),
+        });
+    }
+    Ok(lines)
+}
+
+// ------------------------------------------------------------------------------ audit
+
+/// What the ledger and the store say, counted from outside the engine.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    pub runs: usize,
+    pub runs_succeeded: usize,
+    /// Runs not succeeded, with their status (for the failure message).
+    pub runs_not_succeeded: Vec<(String, String)>,
+    /// Runs whose event chain does not verify.
+    pub chains_broken: usize,
+    /// Shell steps of succeeded runs without an `E` line for their recorded attempt.
+    pub steps_lost: usize,
+    /// `E` lines (a step's side effect done) beyond the recorded attempt's, that are not
+    /// the attempt that was running when its worker died or stalled (`step.lease_expired`).
+    pub executed_again: usize,
+    /// Attempts run again because their worker died (or stalled) before recording them.
+    pub attempts_lost: usize,
+    /// Of those, how many had done their side effect (an `E` line) before the worker died.
+    pub lost_after_side_effect: usize,
+    /// Steps with more than one idempotency key across their attempts.
+    pub keys_changed: usize,
+    /// Two attempts of one step whose `S`..`E` spans overlap in time.
+    pub concurrent: usize,
+    /// Flaky attempts (an `F` line): the retry path.
+    pub flaky_failures: usize,
+    /// Problems found, in words (empty when all is well).
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub run: String,
+    pub step: String,
+    pub attempt: i32,
+    /// The lease holder's worker id (`host:pid:suffix`).
+    pub worker: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Events of one kind, from the store.
+pub async fn events_of_kind(
+    store: &Store,
+    kind: &str,
+) -> Result<Vec<(String, String, i32, serde_json::Value, DateTime<Utc>)>> {
+    let Store::Postgres(pool) = store else {
+        bail!("the engine chaos harness runs on Postgres");
+    };
+    let rows: Vec<(
+        String,
+        Option<String>,
+        Option<i32>,
+        sqlx::types::Json<serde_json::Value>,
+        i64,
+    )> = sqlx::query_as(
+        "SELECT run_id, step_id, attempt, data, at FROM events WHERE kind = $1 ORDER BY at",
+    )
+    .bind(kind)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(run, step, attempt, data, at)| {
+            (
+                run,
+                step.unwrap_or_default(),
+                attempt.unwrap_or_default(),
+                data.0,
+                DateTime::from_timestamp_millis(at).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+pub async fn expired_leases(store: &Store) -> Result<Vec<Expired>> {
+    Ok(events_of_kind(store, "step.lease_expired")
+        .await?
+        .into_iter()
+        .map(|(run, step, attempt, data, at)| Expired {
+            run,
+            step,
+            attempt,
+            worker: data["worker"].as_str().unwrap_or_default().to_owned(),
+            at,
+        })
+        .collect())
+}
+
+/// When each attempt was claimed (`step.running`), by (run, step, attempt).
+pub async fn claims(store: &Store) -> Result<HashMap<(String, String, i32), DateTime<Utc>>> {
+    let mut out = HashMap::new();
+    for (run, step, attempt, _, at) in events_of_kind(store, "step.running").await? {
+        out.entry((run, step, attempt)).or_insert(at);
+    }
+    Ok(out)
+}
+
+/// Counts runs, losses, re-executions, overlaps and chain breaks for `runs`.
+pub async fn audit(store: &Store, dir: &Path, runs: &[String]) -> Result<Audit> {
+    let mut a = Audit {
+        runs: runs.len(),
+        ..Audit::default()
+    };
+    let ledger = read_ledger(dir)?;
+    let mut by_step: BTreeMap<(String, String), Vec<&Line>> = BTreeMap::new();
+    for l in &ledger {
+        by_step
+            .entry((l.run.clone(), l.step.clone()))
+            .or_default()
+            .push(l);
+    }
+    a.flaky_failures = ledger.iter().filter(|l| l.tag == 'F').count();
+    let lost: BTreeSet<(String, String, i32)> = expired_leases(store)
+        .await?
+        .into_iter()
+        .map(|e| (e.run, e.step, e.attempt))
+        .collect();
+    a.attempts_lost = lost.len();
+    for run_id in runs {
+        let run = store.run_get(run_id).await?;
+        if run.status == runway::state::RunStatus::Succeeded {
+            a.runs_succeeded += 1;
+        } else {
+            a.runs_not_succeeded
+                .push((run_id.clone(), run.status.as_str().to_owned()));
+        }
+        if let Some(seq) = store.events_verify(run_id).await? {
+            a.chains_broken += 1;
+            a.problems
+                .push(format!("run {run_id}: event chain breaks at seq {seq}"));
+        }
+        for row in store.steps_of_run(run_id).await? {
+            let key = (run_id.clone(), row.step_id.clone());
+            let lines = by_step.get(&key).map(Vec::as_slice).unwrap_or_default();
+            if lines.is_empty() && row.step_id == "pause" {
+                continue;
+            }
+            let keys: BTreeSet<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+            if keys.len() > 1 {
+                a.keys_changed += 1;
+                a.problems.push(format!(
+                    "{run_id}/{}: idempotency keys {keys:?}",
+                    row.step_id
+                ));
+            }
+            if run.status == runway::state::RunStatus::Succeeded
+                && !lines
+                    .iter()
+                    .any(|l| l.tag == 'E' && l.attempt == row.attempt)
+            {
+                a.steps_lost += 1;
+                a.problems.push(format!(
+                    "{run_id}/{}: recorded {} at attempt {} without its side effect",
+                    row.step_id, row.status, row.attempt
+                ));
+            }
+            let mut ends: BTreeMap<i32, usize> = BTreeMap::new();
+            for l in lines.iter().filter(|l| l.tag == 'E') {
+                *ends.entry(l.attempt).or_default() += 1;
+            }
+            for (&attempt, &n) in &ends {
+                let explained = attempt == row.attempt
+                    || lost.contains(&(run_id.clone(), row.step_id.clone(), attempt));
+                if lost.contains(&(run_id.clone(), row.step_id.clone(), attempt)) {
+                    a.lost_after_side_effect += 1;
+                }
+                if n > 1 || !explained {
+                    a.executed_again += n - usize::from(explained);
+                    a.problems.push(format!(
+                        "{run_id}/{}: attempt {attempt} ended {n} time(s); recorded attempt {} ({})",
+                        row.step_id, row.attempt, row.status
+                    ));
+                }
+            }
+            a.concurrent += overlaps(lines);
+        }
+    }
+    for (id, status) in &a.runs_not_succeeded {
+        a.problems.push(format!("run {id} ended {status}"));
+    }
+    Ok(a)
+}
+
+/// Pairs of attempts of one step whose executions overlapped in time: each attempt spans
+/// from its `S` line to its `E` or `F` line (or to forever, if it has neither: its process
+/// died with its worker's group or was killed, which cannot be told apart from here, so
+/// the span ends at its next attempt's start only when the store says it was lost).
+fn overlaps(lines: &[&Line]) -> usize {
+    let mut spans: BTreeMap<i32, (DateTime<Utc>, Option<DateTime<Utc>>)> = BTreeMap::new();
+    for l in lines {
+        let span = spans.entry(l.attempt).or_insert((l.at, None));
+        match l.tag {
+            'S' => span.0 = l.at,
+            _ => span.1 = Some(l.at),
+        }
+    }
+    let spans: Vec<(i32, DateTime<Utc>, Option<DateTime<Utc>>)> =
+        spans.into_iter().map(|(a, (s, e))| (a, s, e)).collect();
+    let mut n = 0;
+    for (i, (_, s1, e1)) in spans.iter().enumerate() {
+        for (_, s2, _) in &spans[i + 1..] {
+            // Attempts start in order; one still going when the next starts overlaps it.
+            // An attempt without an end (its process was killed) did not do its side
+            // effect, so it cannot have raced the next one to it.
+            if let Some(e1) = e1
+                && e1 > s2
+                && s1 < s2
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+// ---------------------------------------------------------------------- percentiles
+
+/// The `p`th percentile (nearest rank) of sorted `xs`.
+pub fn percentile(xs: &[Duration], p: f64) -> Duration {
+    if xs.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * xs.len() as f64).ceil() as usize;
+    xs[rank.clamp(1, xs.len()) - 1]
+}
+
+/// Waits until every run is terminal (or `deadline`), calling `tick` about every 100 ms.
+pub async fn until_runs_end(
+    store: &Store,
+    runs: usize,
+    deadline: Instant,
+    mut tick: impl AsyncFnMut() -> Result<()>,
+) -> Result<bool> {
+    let Store::Postgres(pool) = store else {
+        bail!("the engine chaos harness runs on Postgres");
+    };
+    let mut last_check = Instant::now() - Duration::from_secs(1);
+    loop {
+        tick().await?;
+        if last_check.elapsed() >= Duration::from_millis(500) {
+            last_check = Instant::now();
+            let ended: Result<i64, _> = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled')",
+            )
+            .fetch_one(pool)
+            .await;
+            // The database may be down on purpose (scenario 3): ask again later.
+            if let Ok(n) = ended
+                && n as usize >= runs
+            {
+                return Ok(true);
+            }
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Appends one line to `dir/harness.log` (what the harness did, and when).
+pub fn note(dir: &Path, text: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("harness.log"))
+    {
+        let _ = writeln!(f, "{} {text}", Utc::now().to_rfc3339());
+    }
+}
+
+// ------------------------------------------------------------------ scenario 1: SIGKILL
+
+/// Scenario 1: `runs` runs of [`dag`], `workers` workers, a random one SIGKILLed every
+/// `every` and started again at once.
+#[derive(Debug, Clone)]
+pub struct KillSetup {
+    pub runs: usize,
+    pub workers: usize,
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub step_secs: f64,
+    pub wait: String,
+    pub attempts: u32,
+    pub every: (Duration, Duration),
+    pub seed: u64,
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KillReport {
+    pub audit: Audit,
+    pub kills: usize,
+    pub processes: usize,
+    /// Worker processes that exited by themselves (a crash, or giving up): must be 0.
+    pub exited_by_themselves: Vec<String>,
+    /// Kill → the orphaned attempt's next attempt claimed, one per orphaned attempt.
+    pub takeovers: Vec<Duration>,
+    /// Leases that expired on a worker we did not kill (a stall under load).
+    pub expired_on_live_workers: usize,
+    pub wall: Duration,
+    pub all_ended: bool,
+    pub lease: Duration,
+}
+
+impl KillReport {
+    pub fn p(&self, p: f64) -> Duration {
+        let mut xs = self.takeovers.clone();
+        xs.sort();
+        percentile(&xs, p)
+    }
+
+    pub fn print(&self, title: &str) {
+        let a = &self.audit;
+        println!("{title}");
+        println!("| figure | value |");
+        println!("| --- | --- |");
+        println!(
+            "| runs completed (succeeded) | {} / {} |",
+            a.runs_succeeded, a.runs
+        );
+        println!("| steps lost | {} |", a.steps_lost);
+        println!("| finished steps executed again | {} |", a.executed_again);
+        println!(
+            "| attempts lost with their worker (run again) | {} |",
+            a.attempts_lost
+        );
+        println!(
+            "| of those, side effect done before the kill | {} |",
+            a.lost_after_side_effect
+        );
+        println!("| attempts of one step overlapping | {} |", a.concurrent);
+        println!("| idempotency key changed | {} |", a.keys_changed);
+        println!("| event chains that do not verify | {} |", a.chains_broken);
+        println!("| flaky failures retried | {} |", a.flaky_failures);
+        println!("| SIGKILLs | {} |", self.kills);
+        println!(
+            "| worker processes (restarts included) | {} |",
+            self.processes
+        );
+        println!(
+            "| workers that exited by themselves | {} |",
+            self.exited_by_themselves.len()
+        );
+        println!(
+            "| takeover latency p50 / p99 / max | {:.2} s / {:.2} s / {:.2} s (lease {:.1} s) |",
+            self.p(50.0).as_secs_f64(),
+            self.p(99.0).as_secs_f64(),
+            self.p(100.0).as_secs_f64(),
+            self.lease.as_secs_f64()
+        );
+        println!(
+            "| leases expired on live workers | {} |",
+            self.expired_on_live_workers
+        );
+        println!("| wall time | {:.0} s |", self.wall.as_secs_f64());
+        for p in a.problems.iter().take(20) {
+            println!("  problem: {p}");
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let a = &self.audit;
+        serde_json::json!({
+            "scenario": "sigkill", "runs": a.runs, "succeeded": a.runs_succeeded,
+            "steps_lost": a.steps_lost, "executed_again": a.executed_again,
+            "attempts_lost": a.attempts_lost, "lost_after_side_effect": a.lost_after_side_effect,
+            "concurrent": a.concurrent, "keys_changed": a.keys_changed,
+            "chains_broken": a.chains_broken, "flaky_failures": a.flaky_failures,
+            "kills": self.kills, "processes": self.processes,
+            "exited_by_themselves": self.exited_by_themselves.len(),
+            "takeover_p50_s": self.p(50.0).as_secs_f64(),
+            "takeover_p99_s": self.p(99.0).as_secs_f64(),
+            "takeover_max_s": self.p(100.0).as_secs_f64(),
+            "takeovers": self.takeovers.len(),
+            "expired_on_live_workers": self.expired_on_live_workers,
+            "lease_s": self.lease.as_secs_f64(), "wall_s": self.wall.as_secs_f64(),
+        })
+    }
+}
+
+/// A worker SIGKILLed at `at` (its pid).
+#[derive(Debug, Clone, Copy)]
+struct Kill {
+    pid: u32,
+    at: DateTime<Utc>,
+}
+
+fn worker_pid(worker_id: &str) -> Option<u32> {
+    worker_id.split(':').nth(1)?.parse().ok()
+}
+
+/// Runs scenario 1 on its own cluster in `dir`.
+pub async fn sigkill(setup: &KillSetup, dir: &Path) -> Result<KillReport> {
+    let cluster = Cluster::new()?;
+    let url = cluster.create_db("runway_chaos").await?;
+    let store = Store::connect(&url).await?;
+    let text = dag(dir, setup.step_secs, &setup.wait, setup.attempts);
+    let runs = create_runs(&store, dir, &text, setup.runs).await?;
+    let wall = Instant::now();
+    let mut workers = Workers::start(dir, &url, setup.workers, setup.concurrency, setup.lease)?;
+    let mut rng = Rng::new(setup.seed);
+    let mut kills: Vec<Kill> = Vec::new();
+    let mut exited = Vec::new();
+    let mut next = Instant::now() + rng.between(setup.every);
+    let all_ended = until_runs_end(&store, runs.len(), wall + setup.deadline, async || {
+        for (i, pid, status) in workers.exited() {
+            exited.push(format!("worker {pid} exited: {status}"));
+            workers.spawn(i)?;
+        }
+        if Instant::now() >= next {
+            next = Instant::now() + rng.between(setup.every);
+            let i = rng.below(workers.len());
+            if let Some(pid) = workers.kill(i) {
+                kills.push(Kill {
+                    pid,
+                    at: Utc::now(),
+                });
+                note(dir, &format!("SIGKILL worker {pid}"));
+            }
+            workers.spawn(i)?;
+        }
+        Ok(())
+    })
+    .await?;
+    let elapsed = wall.elapsed();
+    workers.shutdown();
+    let audit = audit(&store, dir, &runs).await?;
+    // Takeover latency: from the kill of the lease holder to the next attempt's claim.
+    let claimed = claims(&store).await?;
+    let by_pid: HashMap<u32, DateTime<Utc>> = kills.iter().map(|k| (k.pid, k.at)).collect();
+    let mut takeovers = Vec::new();
+    let mut expired_on_live_workers = 0;
+    for e in expired_leases(&store).await? {
+        let killed = worker_pid(&e.worker).and_then(|pid| by_pid.get(&pid));
+        let Some(killed_at) = killed else {
+            expired_on_live_workers += 1;
+            continue;
+        };
+        if let Some(next) = claimed.get(&(e.run.clone(), e.step.clone(), e.attempt + 1)) {
+            takeovers.push((*next - *killed_at).to_std().unwrap_or_default());
+        }
+    }
+    store.close().await;
+    drop(cluster);
+    Ok(KillReport {
+        audit,
+        kills: kills.len(),
+        processes: workers.started,
+        exited_by_themselves: exited,
+        takeovers,
+        expired_on_live_workers,
+        wall: elapsed,
+        all_ended,
+        lease: setup.lease,
+    })
+}
+
+// ------------------------------------------------------- a step that kills its worker
+
+/// One run of a step that SIGKILLs the worker running it, every attempt, with workers
+/// started again as they die: the run must fail once the step's attempts (lost ones
+/// included) are used up, not be taken over forever. Returns the run's status, the step's
+/// recorded attempt and error, and how many workers it killed.
+pub async fn worker_killer(
+    dir: &Path,
+    lease: Duration,
+    deadline: Duration,
+) -> Result<KillerReport> {
+    let cluster = Cluster::new()?;
+    let url = cluster.create_db("runway_chaos").await?;
+    let store = Store::connect(&url).await?;
+    let text = format!(
+        "runway: 1\nname: chaos\nsteps:\n  - id: killer\n    shell:\n      script: |\n        \
+         {}\n        kill -9 \"$PPID\"\n        sleep 5\n",
+        ledger_line("S", &dir.join("ledger"))
+    );
+    let runs = create_runs(&store, dir, &text, 1).await?;
+    let mut workers = Workers::start(dir, &url, 2, 2, lease)?;
+    let mut deaths = 0;
+    let ended = until_runs_end(&store, 1, Instant::now() + deadline, async || {
+        for (i, pid, _) in workers.exited() {
+            deaths += 1;
+            note(dir, &format!("worker {pid} died; started again"));
+            workers.spawn(i)?;
+        }
+        Ok(())
+    })
+    .await?;
+    workers.shutdown();
+    let run = store.run_get(&runs[0]).await?;
+    let step = store
+        .steps_of_run(&runs[0])
+        .await?
+        .into_iter()
+        .find(|s| s.step_id == "killer")
+        .context("the step's row")?;
+    let started = read_ledger(dir)?.len();
+    let chain_ok = store.events_verify(&runs[0]).await?.is_none();
+    store.close().await;
+    Ok(KillerReport {
+        ended,
+        run_status: run.status.as_str().to_owned(),
+        step_status: step.status.as_str().to_owned(),
+        attempt: step.attempt,
+        error: step.error.unwrap_or_default(),
+        deaths,
+        started,
+        chain_ok,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct KillerReport {
+    pub ended: bool,
+    pub run_status: String,
+    pub step_status: String,
+    pub attempt: i32,
+    pub error: String,
+    /// Workers that died (killed by the step).
+    pub deaths: usize,
+    /// Times the step started (ledger `S` lines).
+    pub started: usize,
+    pub chain_ok: bool,
+}

@@ -1,0 +1,44 @@
+//! The engine survives what the infrastructure does to it: the reduced versions of `cargo
+//! bench --bench chaos` (docs/RELIABILITY.md). Each test owns a throwaway PostgreSQL
+//! cluster and real `runway worker` processes, and counts from a ledger its shell steps
+//! write, not from the engine.
+
+#[path = "common/engine_chaos.rs"]
+mod engine_chaos;
+
+use std::time::Duration;
+
+use engine_chaos::{KillSetup, sigkill};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_sigkilled_at_random_lose_no_step_and_run_no_finished_step_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = KillSetup {
+        runs: 40,
+        workers: 3,
+        concurrency: 8,
+        lease: Duration::from_secs(3),
+        step_secs: 0.2,
+        wait: "1s".into(),
+        attempts: 6,
+        every: (Duration::ZERO, Duration::from_secs(3)),
+        seed: 0x5eed_c4a0_0001,
+        deadline: Duration::from_secs(50),
+    };
+    let report = sigkill(&setup, dir.path()).await.expect("the chaos run");
+    report.print("SIGKILL chaos (reduced)");
+    let a = &report.audit;
+    assert!(report.all_ended, "runs still open at the deadline");
+    assert_eq!(a.runs_succeeded, 40, "{:?}", a.problems);
+    assert_eq!(a.steps_lost, 0, "{:?}", a.problems);
+    assert_eq!(a.executed_again, 0, "{:?}", a.problems);
+    assert_eq!(a.keys_changed, 0, "{:?}", a.problems);
+    assert_eq!(a.chains_broken, 0, "{:?}", a.problems);
+    assert_eq!(a.flaky_failures, 40, "one failure per run, then the retry");
+    assert!(
+        report.exited_by_themselves.is_empty(),
+        "{:?}",
+        report.exited_by_themselves
+    );
+    assert!(report.kills >= 3, "{} kills", report.kills);
+}
