@@ -8,7 +8,7 @@ mod engine_chaos;
 
 use std::time::Duration;
 
-use engine_chaos::{KillSetup, sigkill};
+use engine_chaos::{KillSetup, sigkill, worker_killer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_sigkilled_at_random_lose_no_step_and_run_no_finished_step_again() {
@@ -41,4 +41,30 @@ async fn workers_sigkilled_at_random_lose_no_step_and_run_no_finished_step_again
         report.exited_by_themselves
     );
     assert!(report.kills >= 3, "{} kills", report.kills);
+}
+
+/// Attempts lost with their worker count toward the step's attempts: a step that kills
+/// every worker that runs it is taken over until its attempts are used up (three, for a
+/// step with no `retry`: `engine::worker::TAKEOVER_ATTEMPTS`), then fails the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_kills_its_worker_every_time_fails_after_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = worker_killer(dir.path(), Duration::from_secs(2), Duration::from_secs(50))
+        .await
+        .expect("the run");
+    println!("{r:?}");
+    assert!(r.ended, "the run never ended: taken over forever? {r:?}");
+    assert_eq!(r.run_status, "failed", "{r:?}");
+    assert_eq!(r.step_status, "failed", "{r:?}");
+    assert_eq!(r.started, 3, "three attempts ran: {r:?}");
+    assert_eq!(r.deaths, 3, "{r:?}");
+    assert_eq!(
+        r.attempt, 4,
+        "the claim after the third loss records the failure: {r:?}"
+    );
+    assert!(
+        r.error.contains("attempt 3 was lost with its worker"),
+        "{r:?}"
+    );
+    assert!(r.chain_ok);
 }

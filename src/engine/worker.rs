@@ -200,21 +200,27 @@ impl Engine {
         };
         tracing::info!(run.id = %run.id, step.id = %row.step_id, attempt = row.attempt, "step started");
 
-        let lost = CancellationToken::new();
-        let renewal = tokio::spawn(renew(
-            self.store.clone(),
-            lease.clone(),
-            self.config.lease,
-            lost.clone(),
-        ));
-        let action = attempt(&input, lost.clone()).await;
-        renewal.abort();
-        if lost.is_cancelled() {
-            // The lease is gone (the run was cancelled, or another worker took over after
-            // a stall): what this attempt did is not ours to record.
-            tracing::warn!(run.id = %run.id, step.id = %row.step_id, "lease lost; result dropped");
-            return Ok(None);
-        }
+        let action = if let Some(ended) = exhausted(&row) {
+            tracing::warn!(run.id = %run.id, step.id = %row.step_id, attempt = row.attempt, "no attempts left after a lost worker; step fails");
+            Action::Ended(ended)
+        } else {
+            let lost = CancellationToken::new();
+            let renewal = tokio::spawn(renew(
+                self.store.clone(),
+                lease.clone(),
+                self.config.lease,
+                lost.clone(),
+            ));
+            let action = attempt(&input, lost.clone()).await;
+            renewal.abort();
+            if lost.is_cancelled() {
+                // The lease is gone (the run was cancelled, or another worker took over
+                // after a stall): what this attempt did is not ours to record.
+                tracing::warn!(run.id = %run.id, step.id = %row.step_id, "lease lost; result dropped");
+                return Ok(None);
+            }
+            action
+        };
         let result = match action {
             Action::Ended(ended) => self.record(&plan, &input, &rows, lease, ended).await,
             Action::Park(until) => self
@@ -549,6 +555,29 @@ async fn job_handler(
     }
     // Always acknowledged: the step's row, not the job, says what happens next.
     Ok(())
+}
+
+/// The attempts a step gets in all when its attempts are lost with their workers (their
+/// leases expired and the reaper made the step ready again), if its `retry` gives fewer.
+/// A lost attempt counts like a failed one, so a step that kills every worker that runs it
+/// fails instead of being taken over forever; but a worker's death alone does not fail a
+/// step that was given no retries: it is taken over, up to this many attempts.
+pub const TAKEOVER_ATTEMPTS: i32 = 3;
+
+/// The failure to record, without running anything, for an attempt claimed after the
+/// step's last allowed attempt was lost with its worker. Only a takeover claims past
+/// `max_attempts` (a failed attempt is retried only while attempts are left).
+fn exhausted(row: &StepRun) -> Option<Ended> {
+    let allowed = row.max_attempts.max(TAKEOVER_ATTEMPTS);
+    (row.attempt > allowed).then(|| Ended {
+        error: Some(format!(
+            "attempt {} was lost with its worker (its lease expired) and the step has no \
+             attempts left ({allowed} allowed, lost attempts included)",
+            row.attempt - 1
+        )),
+        permanent: true,
+        ..Ended::default()
+    })
 }
 
 /// Renews the lease every third of its length until aborted; fires `lost` when the lease
