@@ -32,6 +32,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let setup = KillSetup {
         runs,
+        in_flight: 12,
         workers: 3,
         concurrency: 8,
         lease,

@@ -8,13 +8,14 @@ mod engine_chaos;
 
 use std::time::Duration;
 
-use engine_chaos::{KillSetup, sigkill, worker_killer};
+use engine_chaos::{KillSetup, StopSetup, sigkill, sigstop, worker_killer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_sigkilled_at_random_lose_no_step_and_run_no_finished_step_again() {
     let dir = tempfile::tempdir().unwrap();
     let setup = KillSetup {
-        runs: 40,
+        runs: 30,
+        in_flight: 10,
         workers: 3,
         concurrency: 8,
         lease: Duration::from_secs(3),
@@ -29,18 +30,24 @@ async fn workers_sigkilled_at_random_lose_no_step_and_run_no_finished_step_again
     report.print("SIGKILL chaos (reduced)");
     let a = &report.audit;
     assert!(report.all_ended, "runs still open at the deadline");
-    assert_eq!(a.runs_succeeded, 40, "{:?}", a.problems);
+    assert_eq!(a.runs_succeeded, 30, "{:?}", a.problems);
     assert_eq!(a.steps_lost, 0, "{:?}", a.problems);
     assert_eq!(a.executed_again, 0, "{:?}", a.problems);
     assert_eq!(a.keys_changed, 0, "{:?}", a.problems);
     assert_eq!(a.chains_broken, 0, "{:?}", a.problems);
-    assert_eq!(a.flaky_failures, 40, "one failure per run, then the retry");
+    assert_eq!(a.flaky_failures, 30, "one failure per run, then the retry");
     assert!(
         report.exited_by_themselves.is_empty(),
         "{:?}",
         report.exited_by_themselves
     );
     assert!(report.kills >= 3, "{} kills", report.kills);
+    // Reaped within the lease (3 s) plus the reaper's tick (1 s) and some slack for a
+    // loaded machine: the bound is what matters, not the figure.
+    assert!(
+        report.p_reaped(100.0) < Duration::from_secs(8),
+        "{report:?}"
+    );
 }
 
 /// Attempts lost with their worker count toward the step's attempts: a step that kills
@@ -67,4 +74,43 @@ async fn a_step_that_kills_its_worker_every_time_fails_after_its_attempts() {
         "{r:?}"
     );
     assert!(r.chain_ok);
+}
+
+/// A worker stopped past its lease while it runs steps: another takes them over; when it
+/// is continued, its stale attempts are stopped (or their results refused), never recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_past_its_lease_has_its_stale_completions_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = StopSetup {
+        runs: 8,
+        steps: 3,
+        step_secs: 6.0,
+        workers: 3,
+        concurrency: 4,
+        lease: Duration::from_secs(2),
+        rounds: 4,
+        hold: (Duration::from_millis(200), Duration::from_secs(1)),
+        seed: 0x5eed_c4a0_0002,
+        deadline: Duration::from_secs(55),
+    };
+    let report = sigstop(&setup, dir.path()).await.expect("the chaos run");
+    report.print("SIGSTOP past the lease (reduced)");
+    let a = &report.audit;
+    assert!(report.all_ended, "runs still open at the deadline");
+    assert_eq!(a.runs_succeeded, 8, "{:?}", a.problems);
+    assert!(
+        report.rounds >= 2 && report.stale_attempts >= 2,
+        "{report:?}"
+    );
+    assert_eq!(report.stale_accepted, 0, "{:?}", a.problems);
+    assert_eq!(report.both_recorded, 0, "{:?}", a.problems);
+    assert_eq!(a.steps_lost, 0, "{:?}", a.problems);
+    assert_eq!(a.executed_again, 0, "{:?}", a.problems);
+    assert_eq!(a.chains_broken, 0, "{:?}", a.problems);
+    assert_eq!(report.fates.get("Unknown"), None, "{report:?}");
+    assert!(
+        report.exited_by_themselves.is_empty(),
+        "{:?}",
+        report.exited_by_themselves
+    );
 }

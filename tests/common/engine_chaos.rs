@@ -493,31 +493,50 @@ pub fn dag(dir: &Path, step_secs: f64, wait: &str, attempts: u32) -> String {
 pub const DAG_SHELL_STEPS: usize = 19;
 pub const DAG_STEPS: usize = 20;
 
-/// Compiles `text`, writes it to `dir/NAME.yaml` and creates `runs` runs of it.
+/// Creates runs of one playbook (written to `dir/chaos.yaml` for the record).
+pub struct Starter {
+    plan: runway::plan::Plan,
+    text: String,
+}
+
+impl Starter {
+    pub fn new(dir: &Path, text: &str) -> Result<Starter> {
+        let source = runway::source::Source {
+            name: "chaos.yaml".into(),
+            text: text.to_owned(),
+        };
+        std::fs::write(dir.join("chaos.yaml"), text)?;
+        Ok(Starter {
+            plan: runway::engine::compile(source, dir)?,
+            text: text.to_owned(),
+        })
+    }
+
+    pub async fn start(&self, store: &Store, runs: usize) -> Result<Vec<String>> {
+        let origin = Origin {
+            starter: "chaos".into(),
+            trigger: "manual".into(),
+            parent: None,
+        };
+        let mut ids = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let new =
+                runway::engine::new_run(&self.plan, &self.text, serde_json::Map::new(), &origin)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            ids.push(store.run_create(&new).await?.id);
+        }
+        Ok(ids)
+    }
+}
+
+/// Compiles `text` and creates `runs` runs of it at once.
 pub async fn create_runs(
     store: &Store,
     dir: &Path,
     text: &str,
     runs: usize,
 ) -> Result<Vec<String>> {
-    let source = runway::source::Source {
-        name: "chaos.yaml".into(),
-        text: text.to_owned(),
-    };
-    std::fs::write(dir.join("chaos.yaml"), text)?;
-    let plan = runway::engine::compile(source, dir)?;
-    let origin = Origin {
-        starter: "chaos".into(),
-        trigger: "manual".into(),
-        parent: None,
-    };
-    let mut ids = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let new = runway::engine::new_run(&plan, text, serde_json::Map::new(), &origin)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        ids.push(store.run_create(&new).await?.id);
-    }
-    Ok(ids)
+    Starter::new(dir, text)?.start(store, runs).await
 }
 
 // ----------------------------------------------------------------------------- ledger
@@ -834,6 +853,10 @@ pub fn note(dir: &Path, text: &str) {
 #[derive(Debug, Clone)]
 pub struct KillSetup {
     pub runs: usize,
+    /// Runs open at once: new runs are started as others end, so the workers are busy but
+    /// not saturated (a saturated queue makes a taken-over step wait behind the others,
+    /// which measures the backlog, not the takeover).
+    pub in_flight: usize,
     pub workers: usize,
     pub concurrency: usize,
     pub lease: Duration,
@@ -854,6 +877,8 @@ pub struct KillReport {
     pub exited_by_themselves: Vec<String>,
     /// Kill → the orphaned attempt's next attempt claimed, one per orphaned attempt.
     pub takeovers: Vec<Duration>,
+    /// Kill → the orphaned step reaped (ready again, its job pushed): the lease bound.
+    pub reaped: Vec<Duration>,
     /// Leases that expired on a worker we did not kill (a stall under load).
     pub expired_on_live_workers: usize,
     pub wall: Duration,
@@ -862,6 +887,12 @@ pub struct KillReport {
 }
 
 impl KillReport {
+    pub fn p_reaped(&self, p: f64) -> Duration {
+        let mut xs = self.reaped.clone();
+        xs.sort();
+        percentile(&xs, p)
+    }
+
     pub fn p(&self, p: f64) -> Duration {
         let mut xs = self.takeovers.clone();
         xs.sort();
@@ -901,11 +932,17 @@ impl KillReport {
             self.exited_by_themselves.len()
         );
         println!(
-            "| takeover latency p50 / p99 / max | {:.2} s / {:.2} s / {:.2} s (lease {:.1} s) |",
+            "| kill → step reaped (ready again) p50 / p99 / max | {:.2} s / {:.2} s / {:.2} s (lease {:.1} s) |",
+            self.p_reaped(50.0).as_secs_f64(),
+            self.p_reaped(99.0).as_secs_f64(),
+            self.p_reaped(100.0).as_secs_f64(),
+            self.lease.as_secs_f64()
+        );
+        println!(
+            "| kill → next attempt started p50 / p99 / max | {:.2} s / {:.2} s / {:.2} s |",
             self.p(50.0).as_secs_f64(),
             self.p(99.0).as_secs_f64(),
             self.p(100.0).as_secs_f64(),
-            self.lease.as_secs_f64()
         );
         println!(
             "| leases expired on live workers | {} |",
@@ -931,6 +968,9 @@ impl KillReport {
             "takeover_p99_s": self.p(99.0).as_secs_f64(),
             "takeover_max_s": self.p(100.0).as_secs_f64(),
             "takeovers": self.takeovers.len(),
+            "reaped_p50_s": self.p_reaped(50.0).as_secs_f64(),
+            "reaped_p99_s": self.p_reaped(99.0).as_secs_f64(),
+            "reaped_max_s": self.p_reaped(100.0).as_secs_f64(),
             "expired_on_live_workers": self.expired_on_live_workers,
             "lease_s": self.lease.as_secs_f64(), "wall_s": self.wall.as_secs_f64(),
         })
@@ -954,14 +994,28 @@ pub async fn sigkill(setup: &KillSetup, dir: &Path) -> Result<KillReport> {
     let url = cluster.create_db("runway_chaos").await?;
     let store = Store::connect(&url).await?;
     let text = dag(dir, setup.step_secs, &setup.wait, setup.attempts);
-    let runs = create_runs(&store, dir, &text, setup.runs).await?;
+    let starter = Starter::new(dir, &text)?;
+    let mut runs = starter
+        .start(&store, setup.in_flight.min(setup.runs))
+        .await?;
     let wall = Instant::now();
     let mut workers = Workers::start(dir, &url, setup.workers, setup.concurrency, setup.lease)?;
     let mut rng = Rng::new(setup.seed);
     let mut kills: Vec<Kill> = Vec::new();
     let mut exited = Vec::new();
     let mut next = Instant::now() + rng.between(setup.every);
-    let all_ended = until_runs_end(&store, runs.len(), wall + setup.deadline, async || {
+    let mut topped_up = Instant::now();
+    let all_ended = until_runs_end(&store, setup.runs, wall + setup.deadline, async || {
+        if runs.len() < setup.runs && topped_up.elapsed() >= Duration::from_millis(250) {
+            topped_up = Instant::now();
+            let open = setup
+                .in_flight
+                .saturating_sub(runs.len() - ended_runs(&store).await?);
+            let more = starter
+                .start(&store, open.min(setup.runs - runs.len()))
+                .await?;
+            runs.extend(more);
+        }
         for (i, pid, status) in workers.exited() {
             exited.push(format!("worker {pid} exited: {status}"));
             workers.spawn(i)?;
@@ -988,6 +1042,7 @@ pub async fn sigkill(setup: &KillSetup, dir: &Path) -> Result<KillReport> {
     let claimed = claims(&store).await?;
     let by_pid: HashMap<u32, DateTime<Utc>> = kills.iter().map(|k| (k.pid, k.at)).collect();
     let mut takeovers = Vec::new();
+    let mut reaped = Vec::new();
     let mut expired_on_live_workers = 0;
     for e in expired_leases(&store).await? {
         let killed = worker_pid(&e.worker).and_then(|pid| by_pid.get(&pid));
@@ -995,6 +1050,7 @@ pub async fn sigkill(setup: &KillSetup, dir: &Path) -> Result<KillReport> {
             expired_on_live_workers += 1;
             continue;
         };
+        reaped.push((e.at - *killed_at).to_std().unwrap_or_default());
         if let Some(next) = claimed.get(&(e.run.clone(), e.step.clone(), e.attempt + 1)) {
             takeovers.push((*next - *killed_at).to_std().unwrap_or_default());
         }
@@ -1007,6 +1063,7 @@ pub async fn sigkill(setup: &KillSetup, dir: &Path) -> Result<KillReport> {
         processes: workers.started,
         exited_by_themselves: exited,
         takeovers,
+        reaped,
         expired_on_live_workers,
         wall: elapsed,
         all_ended,
@@ -1080,4 +1137,658 @@ pub struct KillerReport {
     /// Times the step started (ledger `S` lines).
     pub started: usize,
     pub chain_ok: bool,
+}
+
+// ------------------------------------------------------- scenario 2: slow, not dead
+
+/// A long shell step that says how it ended: `S` when it starts, `T` when it is sent
+/// SIGTERM (its worker stopping it: lease lost, timeout, cancel), `E` when it finishes.
+/// The sleep runs in the background and bash waits for it, so the trap runs at once.
+fn long_work(ledger: &Path, secs: f64) -> String {
+    format!(
+        "{}\ntrap '{}; exit 143' TERM\nsleep {secs} &\nwait $!\n{}",
+        ledger_line("S", ledger),
+        ledger_line("T", ledger).replace('\'', "'\\''"),
+        ledger_line("E", ledger)
+    )
+}
+
+/// A chain of `steps` long steps, attempts to spare.
+pub fn chain(dir: &Path, steps: usize, step_secs: f64, attempts: u32) -> String {
+    let ledger = dir.join("ledger");
+    let mut s = format!(
+        "runway: 1\nname: chaos\ndefaults:\n  retry: {{ attempts: {attempts}, backoff: 200ms }}\nsteps:\n"
+    );
+    for i in 0..steps {
+        s.push_str(&format!("  - id: s{i}\n    shell:\n      script: |\n"));
+        for line in long_work(&ledger, step_secs).lines() {
+            s.push_str(&format!("        {line}\n"));
+        }
+    }
+    s
+}
+
+#[derive(Debug, Clone)]
+pub struct StopSetup {
+    pub runs: usize,
+    pub steps: usize,
+    pub step_secs: f64,
+    pub workers: usize,
+    pub concurrency: usize,
+    pub lease: Duration,
+    /// Stop rounds at most (fewer if the runs end first).
+    pub rounds: usize,
+    /// After the stopped worker's steps are all taken over, it stays stopped this much
+    /// longer (drawn at random) before SIGCONT.
+    pub hold: (Duration, Duration),
+    pub seed: u64,
+    pub deadline: Duration,
+}
+
+/// What became of one attempt held by a stopped worker.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StaleFate {
+    /// Its worker, continued, found the lease lost and SIGTERMed its process group (`T`).
+    KilledOnResume,
+    /// It finished while its worker was stopped (`E`); its worker's completion was refused.
+    FinishedResultRefused,
+    /// Neither line: its process never reported (it should not happen).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StopReport {
+    pub audit: Audit,
+    pub rounds: usize,
+    /// Attempts held by a stopped worker and taken over by another.
+    pub stale_attempts: usize,
+    /// Events recorded for a stale attempt after its lease expired (a completion, a
+    /// retry, a park): must be 0.
+    pub stale_accepted: usize,
+    /// Steps with two attempts both recorded as ended: must be 0.
+    pub both_recorded: usize,
+    /// Stale attempts whose process was still running when the takeover started.
+    pub ran_concurrently: usize,
+    /// The longest such overlap (takeover's start to the stale process' end).
+    pub max_overlap: Duration,
+    pub fates: BTreeMap<String, usize>,
+    /// Stopped → the step's takeover claimed, per stale attempt.
+    pub takeovers: Vec<Duration>,
+    /// Log lines of the continued workers saying they dropped or were refused a result.
+    pub refusals_logged: usize,
+    pub exited_by_themselves: Vec<String>,
+    pub all_ended: bool,
+    pub lease: Duration,
+    pub wall: Duration,
+}
+
+impl StopReport {
+    pub fn p(&self, p: f64) -> Duration {
+        let mut xs = self.takeovers.clone();
+        xs.sort();
+        percentile(&xs, p)
+    }
+
+    pub fn print(&self, title: &str) {
+        let a = &self.audit;
+        println!("{title}");
+        println!("| figure | value |");
+        println!("| --- | --- |");
+        println!(
+            "| runs completed (succeeded) | {} / {} |",
+            a.runs_succeeded, a.runs
+        );
+        println!("| SIGSTOP rounds (each past the lease) | {} |", self.rounds);
+        println!(
+            "| attempts held by a stopped worker, taken over | {} |",
+            self.stale_attempts
+        );
+        println!(
+            "| **stale completions accepted** | **{}** |",
+            self.stale_accepted
+        );
+        println!(
+            "| **steps with two attempts recorded** | **{}** |",
+            self.both_recorded
+        );
+        for (fate, n) in &self.fates {
+            println!("| stale attempt: {fate} | {n} |");
+        }
+        println!(
+            "| stale process still running when the takeover started | {} (longest overlap {:.1} s) |",
+            self.ran_concurrently,
+            self.max_overlap.as_secs_f64()
+        );
+        println!(
+            "| results dropped or refused (continued workers' logs) | {} |",
+            self.refusals_logged
+        );
+        println!("| steps lost | {} |", a.steps_lost);
+        println!("| finished steps executed again | {} |", a.executed_again);
+        println!("| event chains that do not verify | {} |", a.chains_broken);
+        println!(
+            "| takeover after SIGSTOP p50 / max | {:.2} s / {:.2} s (lease {:.1} s) |",
+            self.p(50.0).as_secs_f64(),
+            self.p(100.0).as_secs_f64(),
+            self.lease.as_secs_f64()
+        );
+        println!(
+            "| workers that exited by themselves | {} |",
+            self.exited_by_themselves.len()
+        );
+        println!("| wall time | {:.0} s |", self.wall.as_secs_f64());
+        for p in a.problems.iter().take(20) {
+            println!("  problem: {p}");
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let a = &self.audit;
+        serde_json::json!({
+            "scenario": "sigstop", "runs": a.runs, "succeeded": a.runs_succeeded,
+            "rounds": self.rounds, "stale_attempts": self.stale_attempts,
+            "stale_accepted": self.stale_accepted, "both_recorded": self.both_recorded,
+            "ran_concurrently": self.ran_concurrently,
+            "max_overlap_s": self.max_overlap.as_secs_f64(), "fates": self.fates,
+            "refusals_logged": self.refusals_logged, "steps_lost": a.steps_lost,
+            "executed_again": a.executed_again, "chains_broken": a.chains_broken,
+            "takeover_p50_s": self.p(50.0).as_secs_f64(),
+            "takeover_max_s": self.p(100.0).as_secs_f64(),
+            "exited_by_themselves": self.exited_by_themselves.len(),
+            "lease_s": self.lease.as_secs_f64(), "wall_s": self.wall.as_secs_f64(),
+        })
+    }
+}
+
+/// The attempts `pid`'s worker holds now: (run, step, attempt).
+async fn held_by(store: &Store, pid: u32) -> Result<Vec<(String, String, i32)>> {
+    let Store::Postgres(pool) = store else {
+        bail!("the engine chaos harness runs on Postgres");
+    };
+    Ok(sqlx::query_as(
+        "SELECT run_id, step_id, attempt FROM step_runs WHERE status = 'running' \
+         AND lease_owner LIKE $1",
+    )
+    .bind(format!("%:{pid}:%"))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Scenario 2: a worker running steps is SIGSTOPped until every step it holds has been
+/// taken over by another (its lease expired and was reaped), then a little longer, then
+/// SIGCONTed; round after round.
+pub async fn sigstop(setup: &StopSetup, dir: &Path) -> Result<StopReport> {
+    let cluster = Cluster::new()?;
+    let url = cluster.create_db("runway_chaos").await?;
+    let store = Store::connect(&url).await?;
+    let text = chain(dir, setup.steps, setup.step_secs, 6);
+    let runs = create_runs(&store, dir, &text, setup.runs).await?;
+    let wall = Instant::now();
+    let mut workers = Workers::start(dir, &url, setup.workers, setup.concurrency, setup.lease)?;
+    let mut rng = Rng::new(setup.seed);
+    let mut report = StopReport {
+        lease: setup.lease,
+        ..StopReport::default()
+    };
+    // (run, step, attempt) held by a stopped worker → (its pid, when it was stopped, when
+    // it was continued).
+    let mut stale: BTreeMap<(String, String, i32), (u32, DateTime<Utc>, DateTime<Utc>)> =
+        BTreeMap::new();
+    let deadline = wall + setup.deadline;
+    let mut all_ended = false;
+    'rounds: while Instant::now() < deadline {
+        tokio::time::sleep(rng.between((Duration::from_millis(300), Duration::from_secs(1)))).await;
+        for (i, pid, status) in workers.exited() {
+            report
+                .exited_by_themselves
+                .push(format!("worker {pid} exited: {status}"));
+            workers.spawn(i)?;
+        }
+        if ended_runs(&store).await? >= runs.len() {
+            all_ended = true;
+            break;
+        }
+        if report.rounds >= setup.rounds {
+            continue;
+        }
+        // A worker holding at least one running step, picked at random among those.
+        let start = rng.below(workers.len());
+        let mut target = None;
+        for k in 0..workers.len() {
+            let i = (start + k) % workers.len();
+            if let Some(pid) = workers.pid(i) {
+                let held = held_by(&store, pid).await?;
+                if !held.is_empty() {
+                    target = Some((i, pid, held));
+                    break;
+                }
+            }
+        }
+        let Some((i, pid, held)) = target else {
+            continue;
+        };
+        workers.stop(i);
+        let stopped_at = Utc::now();
+        note(dir, &format!("SIGSTOP worker {pid} holding {held:?}"));
+        // Everything it held is claimed again by another worker (or its run ended).
+        loop {
+            if Instant::now() > deadline {
+                workers.cont(i);
+                break 'rounds;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if held_by(&store, pid).await?.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(rng.between(setup.hold)).await;
+        workers.cont(i);
+        let continued_at = Utc::now();
+        note(dir, &format!("SIGCONT worker {pid}"));
+        report.rounds += 1;
+        for h in held {
+            stale.insert(h, (pid, stopped_at, continued_at));
+        }
+    }
+    if !all_ended {
+        all_ended = until_runs_end(&store, runs.len(), deadline, async || Ok(())).await?;
+    }
+    report.wall = wall.elapsed();
+    workers.shutdown();
+    report.all_ended = all_ended;
+    report.audit = audit(&store, dir, &runs).await?;
+
+    // What became of every stale attempt, from the ledger and the events.
+    let ledger = read_ledger(dir)?;
+    let claimed = claims(&store).await?;
+    let Store::Postgres(pool) = &store else {
+        bail!("the engine chaos harness runs on Postgres");
+    };
+    let ended: Vec<(String, String, i32, String)> = sqlx::query_as(
+        "SELECT run_id, step_id, attempt, kind FROM events WHERE step_id IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut recorded_ends: HashMap<(String, String), usize> = HashMap::new();
+    for (run, step, attempt, kind) in &ended {
+        let key = (run.clone(), step.clone(), *attempt);
+        if stale.contains_key(&key) && kind != "step.running" && kind != "step.lease_expired" {
+            report.stale_accepted += 1;
+            report
+                .audit
+                .problems
+                .push(format!("stale attempt {key:?} recorded {kind}"));
+        }
+        if matches!(
+            kind.as_str(),
+            "step.succeeded" | "step.failed" | "step.warned"
+        ) {
+            *recorded_ends
+                .entry((run.clone(), step.clone()))
+                .or_default() += 1;
+        }
+    }
+    report.both_recorded = recorded_ends.values().filter(|n| **n > 1).count();
+    for ((run, step, attempt), (_, stopped_at, _)) in &stale {
+        let Some(next) = claimed.get(&(run.clone(), step.clone(), attempt + 1)) else {
+            // The run ended (or the step was not taken over) before another claim.
+            continue;
+        };
+        report.stale_attempts += 1;
+        report
+            .takeovers
+            .push((*next - *stopped_at).to_std().unwrap_or_default());
+        let end = ledger
+            .iter()
+            .find(|l| &l.run == run && &l.step == step && l.attempt == *attempt && l.tag != 'S');
+        let fate = match end.map(|l| l.tag) {
+            Some('T') => StaleFate::KilledOnResume,
+            Some('E') => StaleFate::FinishedResultRefused,
+            _ => StaleFate::Unknown,
+        };
+        *report.fates.entry(format!("{fate:?}")).or_default() += 1;
+        if let Some(end) = end
+            && end.at > *next
+        {
+            report.ran_concurrently += 1;
+            report.max_overlap = report
+                .max_overlap
+                .max((end.at - *next).to_std().unwrap_or_default());
+        }
+    }
+    for i in 0..workers.len() {
+        let log = std::fs::read_to_string(dir.join(format!("worker-{i}.log"))).unwrap_or_default();
+        report.refusals_logged += log
+            .lines()
+            .filter(|l| {
+                l.contains("lease lost; result dropped") || l.contains("late completion refused")
+            })
+            .count();
+    }
+    store.close().await;
+    drop(cluster);
+    Ok(report)
+}
+
+async fn ended_runs(store: &Store) -> Result<usize> {
+    let Store::Postgres(pool) = store else {
+        bail!("the engine chaos harness runs on Postgres");
+    };
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(n as usize)
+}
+
+// ------------------------------------------------------- scenario 3: database faults
+
+/// One thing done to the database while runs are in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFault {
+    /// `pg_ctl stop -m fast`, then start at once.
+    RestartFast,
+    /// `pg_ctl stop -m immediate` (crash recovery on start), then start at once.
+    RestartImmediate,
+    /// `pg_terminate_backend` on every client of the database.
+    TerminateBackends,
+    /// `pg_ctl stop -m fast`, unreachable for this long (longer than a lease), then start.
+    Outage(Duration),
+}
+
+impl DbFault {
+    pub fn name(self) -> String {
+        match self {
+            DbFault::RestartFast => "pg_ctl stop -m fast, start".into(),
+            DbFault::RestartImmediate => "pg_ctl stop -m immediate, start".into(),
+            DbFault::TerminateBackends => "pg_terminate_backend (all clients)".into(),
+            DbFault::Outage(d) => {
+                format!("down {:.0} s (stop -m fast, wait, start)", d.as_secs_f64())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DbSetup {
+    pub runs: usize,
+    pub in_flight: usize,
+    pub workers: usize,
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub step_secs: f64,
+    pub faults: Vec<DbFault>,
+    /// Time between the database coming back (or a fault ending) and the next fault.
+    pub between: Duration,
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FaultOutcome {
+    pub fault: String,
+    /// How long the database was unreachable (0 for terminated backends).
+    pub down: Duration,
+    /// Database back → the first step claimed by any worker.
+    pub first_claim: Option<Duration>,
+    /// Database back → every worker alive then has claimed a step again.
+    pub all_workers: Option<Duration>,
+    /// Steps whose lease expired because of this fault (retried, counted as attempts).
+    pub leases_expired: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DbReport {
+    pub audit: Audit,
+    pub faults: Vec<FaultOutcome>,
+    /// Runs not succeeded (lost): must be 0.
+    pub runs_lost: usize,
+    /// Runs still open when everything should have ended (they would need an operator).
+    pub runs_stuck: usize,
+    pub exited_by_themselves: Vec<String>,
+    /// Log lines where a worker said it lost the queue and reconnected.
+    pub reconnects_logged: usize,
+    pub all_ended: bool,
+    pub lease: Duration,
+    pub wall: Duration,
+}
+
+impl DbReport {
+    pub fn print(&self, title: &str) {
+        let a = &self.audit;
+        println!("{title}");
+        println!(
+            "| fault | down | first step claimed after | every worker claiming after | leases expired |"
+        );
+        println!("| --- | --- | --- | --- | --- |");
+        let secs = |d: Option<Duration>| {
+            d.map_or("never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+        };
+        for f in &self.faults {
+            println!(
+                "| {} | {:.1} s | {} | {} | {} |",
+                f.fault,
+                f.down.as_secs_f64(),
+                secs(f.first_claim),
+                secs(f.all_workers),
+                f.leases_expired
+            );
+        }
+        println!();
+        println!("| figure | value |");
+        println!("| --- | --- |");
+        println!(
+            "| runs completed (succeeded) | {} / {} |",
+            a.runs_succeeded, a.runs
+        );
+        println!("| **runs lost** | **{}** |", self.runs_lost);
+        println!(
+            "| **runs needing manual repair** | **{}** |",
+            self.runs_stuck
+        );
+        println!("| steps lost | {} |", a.steps_lost);
+        println!("| finished steps executed again | {} |", a.executed_again);
+        println!("| attempts lost and run again | {} |", a.attempts_lost);
+        println!("| event chains that do not verify | {} |", a.chains_broken);
+        println!(
+            "| workers that exited by themselves | {} |",
+            self.exited_by_themselves.len()
+        );
+        println!(
+            "| \"reconnecting\" lines in the workers' logs | {} |",
+            self.reconnects_logged
+        );
+        println!("| wall time | {:.0} s |", self.wall.as_secs_f64());
+        for p in a.problems.iter().take(20) {
+            println!("  problem: {p}");
+        }
+        for e in self.exited_by_themselves.iter().take(10) {
+            println!("  exited: {e}");
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let a = &self.audit;
+        let faults: Vec<serde_json::Value> = self
+            .faults
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "fault": f.fault, "down_s": f.down.as_secs_f64(),
+                    "first_claim_s": f.first_claim.map(|d| d.as_secs_f64()),
+                    "all_workers_s": f.all_workers.map(|d| d.as_secs_f64()),
+                    "leases_expired": f.leases_expired,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "scenario": "database", "runs": a.runs, "succeeded": a.runs_succeeded,
+            "runs_lost": self.runs_lost, "runs_stuck": self.runs_stuck,
+            "steps_lost": a.steps_lost, "executed_again": a.executed_again,
+            "attempts_lost": a.attempts_lost, "chains_broken": a.chains_broken,
+            "exited_by_themselves": self.exited_by_themselves.len(),
+            "reconnects_logged": self.reconnects_logged, "faults": faults,
+            "lease_s": self.lease.as_secs_f64(), "wall_s": self.wall.as_secs_f64(),
+        })
+    }
+}
+
+/// Scenario 3: runs of [`dag`] while the database is restarted (fast, immediate), its
+/// backends terminated, and made unreachable for longer than a lease. Workers that exit
+/// are counted (they must not) and started again so the runs can still be judged.
+pub async fn database(setup: &DbSetup, dir: &Path) -> Result<DbReport> {
+    let cluster = Cluster::new()?;
+    let url = cluster.create_db("runway_chaos").await?;
+    let store = Store::connect(&url).await?;
+    let text = dag(dir, setup.step_secs, "1s", 8);
+    let starter = Starter::new(dir, &text)?;
+    let mut runs = starter
+        .start(&store, setup.in_flight.min(setup.runs))
+        .await?;
+    let wall = Instant::now();
+    let deadline = wall + setup.deadline;
+    let mut workers = Workers::start(dir, &url, setup.workers, setup.concurrency, setup.lease)?;
+    let mut report = DbReport {
+        lease: setup.lease,
+        ..DbReport::default()
+    };
+    // (fault, down for, when it came back, worker pids alive then)
+    let mut done: Vec<(DbFault, Duration, DateTime<Utc>, Vec<u32>)> = Vec::new();
+    let mut faults = setup.faults.iter().copied();
+    let mut next_fault = Instant::now() + setup.between;
+    let mut topped_up = Instant::now();
+    let mut all_ended = false;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (i, pid, status) in workers.exited() {
+            report
+                .exited_by_themselves
+                .push(format!("worker {pid} exited: {status}"));
+            note(
+                dir,
+                &format!("worker {pid} exited by itself ({status}); started again"),
+            );
+            workers.spawn(i)?;
+        }
+        let Ok(ended) = ended_runs(&store).await else {
+            continue;
+        };
+        if ended >= setup.runs {
+            all_ended = true;
+            break;
+        }
+        if runs.len() < setup.runs && topped_up.elapsed() >= Duration::from_millis(250) {
+            topped_up = Instant::now();
+            let open = setup.in_flight.saturating_sub(runs.len() - ended);
+            if let Ok(more) = starter
+                .start(&store, open.min(setup.runs - runs.len()))
+                .await
+            {
+                runs.extend(more);
+            }
+        }
+        if Instant::now() < next_fault {
+            continue;
+        }
+        let Some(fault) = faults.next() else {
+            next_fault = deadline;
+            continue;
+        };
+        note(dir, &format!("fault: {}", fault.name()));
+        let down_at = Instant::now();
+        match fault {
+            DbFault::RestartFast => {
+                cluster.stop(StopMode::Fast)?;
+                cluster.start()?;
+            }
+            DbFault::RestartImmediate => {
+                cluster.stop(StopMode::Immediate)?;
+                cluster.start()?;
+            }
+            DbFault::TerminateBackends => {
+                let n = cluster.terminate_backends("runway_chaos").await?;
+                note(dir, &format!("terminated {n} backends"));
+            }
+            DbFault::Outage(d) => {
+                cluster.stop(StopMode::Fast)?;
+                tokio::time::sleep(d).await;
+                cluster.start()?;
+            }
+        }
+        let down = match fault {
+            DbFault::TerminateBackends => Duration::ZERO,
+            _ => down_at.elapsed(),
+        };
+        let back = Utc::now();
+        note(dir, "database back");
+        let alive: Vec<u32> = (0..workers.len()).filter_map(|i| workers.pid(i)).collect();
+        done.push((fault, down, back, alive));
+        next_fault = Instant::now() + setup.between;
+    }
+    if !all_ended {
+        all_ended = until_runs_end(&store, setup.runs, deadline, async || Ok(())).await?;
+    }
+    report.wall = wall.elapsed();
+    workers.shutdown();
+    report.all_ended = all_ended;
+    report.audit = audit(&store, dir, &runs).await?;
+    report.runs_lost = report
+        .audit
+        .runs
+        .saturating_sub(report.audit.runs_succeeded)
+        + setup.runs.saturating_sub(runs.len());
+    report.runs_stuck = report
+        .audit
+        .runs_not_succeeded
+        .iter()
+        .filter(|(_, status)| !matches!(status.as_str(), "succeeded" | "failed" | "cancelled"))
+        .count();
+
+    // Recovery after each fault, from the claims the workers recorded.
+    let running = events_of_kind(&store, "step.running").await?;
+    let expired = expired_leases(&store).await?;
+    for (k, (fault, down, back, alive)) in done.iter().enumerate() {
+        let until = done.get(k + 1).map(|(_, _, b, _)| *b);
+        let in_window = |at: &DateTime<Utc>| *at >= *back && until.is_none_or(|u| *at < u);
+        let claims_after: Vec<(u32, DateTime<Utc>)> = running
+            .iter()
+            .filter(|(_, _, _, _, at)| in_window(at))
+            .filter_map(|(_, _, _, data, at)| Some((worker_pid(data["worker"].as_str()?)?, *at)))
+            .collect();
+        let first_claim = claims_after
+            .iter()
+            .map(|(_, at)| *at)
+            .min()
+            .map(|at| (at - *back).to_std().unwrap_or_default());
+        let mut all_workers = Some(Duration::ZERO);
+        for pid in alive {
+            match claims_after
+                .iter()
+                .filter(|(p, _)| p == pid)
+                .map(|(_, at)| *at)
+                .min()
+            {
+                Some(at) => {
+                    let d = (at - *back).to_std().unwrap_or_default();
+                    all_workers = all_workers.map(|w| w.max(d));
+                }
+                None => all_workers = None,
+            }
+        }
+        let leases_expired = expired.iter().filter(|e| in_window(&e.at)).count();
+        report.faults.push(FaultOutcome {
+            fault: fault.name(),
+            down: *down,
+            first_claim,
+            all_workers,
+            leases_expired,
+        });
+    }
+    for i in 0..workers.len() {
+        let log = std::fs::read_to_string(dir.join(format!("worker-{i}.log"))).unwrap_or_default();
+        report.reconnects_logged += log.lines().filter(|l| l.contains("reconnecting")).count();
+    }
+    store.close().await;
+    drop(cluster);
+    Ok(report)
 }
