@@ -8,7 +8,9 @@ mod engine_chaos;
 
 use std::time::Duration;
 
-use engine_chaos::{KillSetup, StopSetup, sigkill, sigstop, worker_killer};
+use engine_chaos::{
+    DbFault, DbSetup, KillSetup, StopSetup, database, sigkill, sigstop, worker_killer,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_sigkilled_at_random_lose_no_step_and_run_no_finished_step_again() {
@@ -112,5 +114,54 @@ async fn a_worker_stopped_past_its_lease_has_its_stale_completions_refused() {
         report.exited_by_themselves.is_empty(),
         "{:?}",
         report.exited_by_themselves
+    );
+}
+
+/// The database restarted (fast and immediate), its backends terminated, and unreachable
+/// for longer than a lease, while runs are in flight: no run is lost or stuck, and every
+/// worker carries on by itself (none exits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_restarts_and_outages_lose_no_run_and_no_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Duration::from_secs(2);
+    let setup = DbSetup {
+        runs: 40,
+        in_flight: 8,
+        workers: 3,
+        concurrency: 6,
+        lease,
+        step_secs: 0.3,
+        faults: vec![
+            DbFault::RestartFast,
+            DbFault::TerminateBackends,
+            DbFault::RestartImmediate,
+            DbFault::Outage(lease * 2),
+        ],
+        between: Duration::from_secs(3),
+        deadline: Duration::from_secs(55),
+    };
+    let report = database(&setup, dir.path()).await.expect("the chaos run");
+    report.print("database faults (reduced)");
+    let a = &report.audit;
+    assert!(report.all_ended, "runs still open at the deadline");
+    assert_eq!(
+        report.faults.len(),
+        4,
+        "every fault happened while runs were open"
+    );
+    assert_eq!(report.runs_lost, 0, "{:?}", a.problems);
+    assert_eq!(report.runs_stuck, 0, "{:?}", a.problems);
+    assert_eq!(a.steps_lost, 0, "{:?}", a.problems);
+    assert_eq!(a.executed_again, 0, "{:?}", a.problems);
+    assert_eq!(a.chains_broken, 0, "{:?}", a.problems);
+    assert!(
+        report.exited_by_themselves.is_empty(),
+        "{:?}",
+        report.exited_by_themselves
+    );
+    assert!(
+        report.faults.iter().all(|f| f.first_claim.is_some()),
+        "{:?}",
+        report.faults
     );
 }

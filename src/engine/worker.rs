@@ -478,22 +478,71 @@ impl Engine {
         }
     }
 
-    /// Takes jobs until `stop` fires, with the reaper alongside.
+    /// Takes jobs until `stop` fires, with the reaper alongside. A database outage does not
+    /// end it: apalis ends its worker when a fetch or a heartbeat fails (its stream yields
+    /// the error and `run` returns it), so the queue consumer is started again, with
+    /// backoff, until `stop`; attempts in flight run on (they are tasks of their own, see
+    /// [`job_handler`]) and record their results once the database is back, lease allowing.
     pub async fn work(self: Arc<Engine>, stop: CancellationToken) -> Result<(), Error> {
-        let poll = self.config.poll_every;
         // The queue's bookkeeping commits asynchronously on Postgres (see Store::for_queue).
         let queue = self.store.for_queue().await?;
         let reaper = tokio::spawn(self.clone().reap(stop.clone()));
-        let name = self.worker_id.clone();
-        let slots = self.config.concurrency.max(1);
-        let shutdown = {
-            let stop = stop.clone();
-            async move {
-                stop.cancelled().await;
-                Ok::<(), std::io::Error>(())
+        let mut delay = RECONNECT_FIRST;
+        let mut incarnation = 0u32;
+        loop {
+            let began = std::time::Instant::now();
+            let result = self
+                .clone()
+                .consume(&queue, incarnation, stop.clone())
+                .await;
+            if stop.is_cancelled() {
+                break;
             }
+            let why = match result {
+                Ok(()) => "its stream ended".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            if began.elapsed() >= RECONNECT_RESET {
+                delay = RECONNECT_FIRST;
+            }
+            tracing::warn!(worker = %self.worker_id, retry_in = ?delay, "queue consumer stopped ({why}); reconnecting");
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RECONNECT_MAX);
+            incarnation += 1;
+        }
+        let _ = reaper.await;
+        if !matches!(queue, Store::Sqlite(_)) {
+            queue.close().await;
+        }
+        Ok(())
+    }
+
+    /// One apalis worker on the queue until it ends (an error) or `stop` fires. Each one
+    /// has a name of its own: apalis registers a name under a session advisory lock, which
+    /// a pooled connection that survived the failure would still hold for the last one.
+    async fn consume(
+        self: Arc<Engine>,
+        queue: &Store,
+        incarnation: u32,
+        stop: CancellationToken,
+    ) -> Result<(), Error> {
+        let name = match incarnation {
+            0 => self.worker_id.clone(),
+            n => format!("{}~{n}", self.worker_id),
         };
-        let result = match &queue {
+        if incarnation > 0 {
+            tracing::info!(worker = %name, "queue consumer started again");
+        }
+        let poll = self.config.poll_every;
+        let slots = self.config.concurrency.max(1);
+        let shutdown = async move {
+            stop.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        };
+        let result = match queue {
             Store::Postgres(pool) => {
                 // One job per fetch, and no fetch while every slot is busy (the concurrency
                 // layer makes the worker's service not ready, which stops apalis polling):
@@ -537,22 +586,31 @@ impl Engine {
                     .await
             }
         };
-        stop.cancel();
-        let _ = reaper.await;
-        if !matches!(queue, Store::Sqlite(_)) {
-            queue.close().await;
-        }
         result.map_err(|e| Error::Queue(e.to_string()))
     }
 }
 
+/// The first wait before the queue consumer is started again after it stopped; doubled
+/// each time up to [`RECONNECT_MAX`], and back to this once a consumer has lasted
+/// [`RECONNECT_RESET`].
+const RECONNECT_FIRST: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+const RECONNECT_RESET: Duration = Duration::from_secs(30);
+
+/// A job's handling runs as a task of its own, so an attempt in flight is not dropped
+/// (its process killed, its result lost) when the apalis worker it came from ends on a
+/// database error; the engine's own slots still bound the attempts running at once.
 async fn job_handler(
     job: StepJob,
     engine: Data<Arc<Engine>>,
 ) -> Result<(), apalis_core::error::BoxDynError> {
-    if let Err(e) = engine.handle(job.clone()).await {
-        tracing::error!(run.id = %job.run_id, step.id = %job.step_id, "job failed: {e}");
-    }
+    let engine: Arc<Engine> = (*engine).clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = engine.handle(job.clone()).await {
+            tracing::error!(run.id = %job.run_id, step.id = %job.step_id, "job failed: {e}");
+        }
+    });
+    let _ = task.await;
     // Always acknowledged: the step's row, not the job, says what happens next.
     Ok(())
 }

@@ -406,15 +406,13 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(child) = slot {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    Signal::SIGCONT,
-                );
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        for child in self.slots.iter_mut().flatten() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                Signal::SIGCONT,
+            );
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -616,6 +614,15 @@ pub struct Expired {
 }
 
 /// Events of one kind, from the store.
+/// run_id, step_id, attempt, data, at: an `events` row as the harness reads it.
+type EventRow = (
+    String,
+    Option<String>,
+    Option<i32>,
+    sqlx::types::Json<serde_json::Value>,
+    i64,
+);
+
 pub async fn events_of_kind(
     store: &Store,
     kind: &str,
@@ -623,13 +630,7 @@ pub async fn events_of_kind(
     let Store::Postgres(pool) = store else {
         bail!("the engine chaos harness runs on Postgres");
     };
-    let rows: Vec<(
-        String,
-        Option<String>,
-        Option<i32>,
-        sqlx::types::Json<serde_json::Value>,
-        i64,
-    )> = sqlx::query_as(
+    let rows: Vec<EventRow> = sqlx::query_as(
         "SELECT run_id, step_id, attempt, data, at FROM events WHERE kind = $1 ORDER BY at",
     )
     .bind(kind)
@@ -1300,6 +1301,12 @@ impl StopReport {
     }
 }
 
+/// (run, step, attempt).
+type Attempt = (String, String, i32);
+
+/// A stopped worker's pid, when it was stopped and when it was continued.
+type Stopped = (u32, DateTime<Utc>, DateTime<Utc>);
+
 /// The attempts `pid`'s worker holds now: (run, step, attempt).
 async fn held_by(store: &Store, pid: u32) -> Result<Vec<(String, String, i32)>> {
     let Store::Postgres(pool) = store else {
@@ -1332,8 +1339,7 @@ pub async fn sigstop(setup: &StopSetup, dir: &Path) -> Result<StopReport> {
     };
     // (run, step, attempt) held by a stopped worker → (its pid, when it was stopped, when
     // it was continued).
-    let mut stale: BTreeMap<(String, String, i32), (u32, DateTime<Utc>, DateTime<Utc>)> =
-        BTreeMap::new();
+    let mut stale: BTreeMap<Attempt, Stopped> = BTreeMap::new();
     let deadline = wall + setup.deadline;
     let mut all_ended = false;
     'rounds: while Instant::now() < deadline {
