@@ -175,8 +175,10 @@ async fn await_all(store: &Store, ids: &[String], status: RunStatus) {
     }
 }
 
-/// One run of `text` on idle workers: its wall time from creation to success.
-async fn latency(url: &str, text: &str) -> (Duration, usize) {
+/// One run of `text` on idle workers: its wall time from creation to success, and from
+/// its first step's start to its last step's end (what the steps and the transitions
+/// between them cost, without the first job's fetch).
+async fn latency(url: &str, text: &str) -> (Duration, Duration, usize) {
     let store = Store::connect(url).await.expect("store");
     let plan = compile(text);
     let workers = start_workers(&store, 1, 4);
@@ -187,8 +189,15 @@ async fn latency(url: &str, text: &str) -> (Duration, usize) {
     await_all(&store, &ids, RunStatus::Succeeded).await;
     let took = started.elapsed();
     workers.stop().await;
+    let steps = store.steps_of_run(&ids[0]).await.expect("steps");
+    let first = steps.iter().filter_map(|s| s.started_at).min();
+    let last = steps.iter().filter_map(|s| s.finished_at).max();
+    let inside = match (first, last) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
     store.close().await;
-    (took, plan.playbook.steps.len())
+    (took, inside, plan.playbook.steps.len())
 }
 
 /// `runs` runs of `text`, created before the workers start: the time until all succeeded.
@@ -434,8 +443,19 @@ fn main() {
             };
             for (name, text) in [("chain-40", chain(40)), ("fan-out-40-join", fan(40))] {
                 if wanted(name) {
-                    let (took, steps) = latency(&url(&name.replace('-', "_")).await, &text).await;
+                    let (took, inside, steps) =
+                        latency(&url(&name.replace('-', "_")).await, &text).await;
                     report(backend, name, 1, took, steps);
+                    let ms = inside.as_secs_f64() * 1000.0;
+                    let per = ms / steps as f64;
+                    println!(
+                        "{backend:<9} {name:<18} first start to last end {ms:.1} ms: {per:.3} ms per step"
+                    );
+                    println!(
+                        "{}",
+                        json!({ "backend": backend, "scenario": name, "inside_ms": (ms * 10.0).round() / 10.0,
+                                "inside_ms_per_step": (per * 1000.0).round() / 1000.0 })
+                    );
                 }
             }
             if wanted("steps-10000") {

@@ -1022,7 +1022,14 @@ macro_rules! transitions {
                 status: finish.status,
             };
             advance(tx, run_id, step_id, Some(ended), decide, now, events, wakes).await?;
-            run_settle(tx, run_id, events).await?;
+            // With a step of the run made ready, settling could only move a waiting run to
+            // running; a run that was running needs no look (two round trips a hop).
+            let readied = wakes
+                .iter()
+                .any(|w| w.job.run_id == run_id && w.at_ms.is_none());
+            if !(run_status == RunStatus::Running && readied) {
+                run_settle(tx, run_id, events).await?;
+            }
             Ok(step)
         }
 
