@@ -393,19 +393,22 @@ impl Decide for Recording {
     }
 }
 
-async fn finish_claiming_hands_the_next_ready_step_to_the_same_worker(db: Db) -> Result<()> {
-    let store = &db.store;
+/// A run of `a`, claimed by w1, and `b` in `b`; and w9's offer to take the next step.
+async fn a_claimed_and_an_offer(store: &Store, b: StepStatus) -> Result<(Run, Lease, ClaimNext)> {
     let run = store
-        .run_create(&new_run(&[
-            ("a", StepStatus::Ready),
-            ("b", StepStatus::Pending),
-        ]))
+        .run_create(&new_run(&[("a", StepStatus::Ready), ("b", b)]))
         .await?;
     let la = claim(store, &run.id, "a").await?;
     let offer = ClaimNext {
         worker: "w9".into(),
         lease_for: HOUR,
     };
+    Ok((run, la, offer))
+}
+
+async fn finish_claiming_hands_the_next_ready_step_to_the_same_worker(db: Db) -> Result<()> {
+    let store = &db.store;
+    let (run, la, offer) = a_claimed_and_an_offer(store, StepStatus::Pending).await?;
     let ok = Finish::new(StepStatus::Succeeded);
     let (a, next) = store
         .step_finish_claiming(&Guard::Lease(la), &ok, &Sequence, &offer)
@@ -457,17 +460,7 @@ async fn finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken(
     db: Db,
 ) -> Result<()> {
     let store = &db.store;
-    let run = store
-        .run_create(&new_run(&[
-            ("a", StepStatus::Ready),
-            ("b", StepStatus::Ready),
-        ]))
-        .await?;
-    let la = claim(store, &run.id, "a").await?;
-    let offer = ClaimNext {
-        worker: "w9".into(),
-        lease_for: HOUR,
-    };
+    let (run, la, offer) = a_claimed_and_an_offer(store, StepStatus::Ready).await?;
     assert_eq!(store.step_status_of(&run.id, "b").await?, StepStatus::Ready);
     let (_, next) = store
         .step_finish_claiming(
@@ -490,7 +483,7 @@ async fn finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken(
     );
     assert!(matches!(
         store.step_claim(&run.id, "b", "w1", HOUR).await,
-        Err(runway::store::Error::NotClaimable {
+        Err(Error::NotClaimable {
             status: StepStatus::Running,
             ..
         })
@@ -503,7 +496,7 @@ async fn finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken(
     assert_eq!(running_b, 1, "one attempt of b, recorded once");
     assert!(matches!(
         store.step_status_of(&run.id, "nope").await,
-        Err(runway::store::Error::StepNotFound { .. })
+        Err(Error::StepNotFound { .. })
     ));
     assert_eq!(store.events_verify(&run.id).await?, None);
     Ok(())
