@@ -1382,7 +1382,7 @@ async fn a_late_finish_after_lease_loss_changes_nothing(db: Db) -> Result<()> {
         store
             .steps_reap_expired(Utc::now() + Span::minutes(1))
             .await?,
-        1
+        std::slice::from_ref(&old)
     );
     let new = store.step_claim(&run.id, "a", "w2", HOUR).await?;
     assert_eq!(new.attempt, 2);
@@ -1734,15 +1734,20 @@ async fn reaper_requeues_expired_leases_and_leaves_live_ones(db: Db) -> Result<(
         store
             .steps_reap_expired(Utc::now() - Span::minutes(1))
             .await?,
-        0
+        Vec::<Lease>::new()
     );
 
     let jobs_before = jobs(store).await.len();
+    // The reaped lease says whose attempt it was, for the sweep of what it left running.
+    let reaped = store
+        .steps_reap_expired(Utc::now() + Span::hours(2))
+        .await?;
     assert_eq!(
-        store
-            .steps_reap_expired(Utc::now() + Span::hours(2))
-            .await?,
-        1
+        reaped
+            .iter()
+            .map(|l| (l.step_id.as_str(), l.worker.as_str(), l.attempt))
+            .collect::<Vec<_>>(),
+        [("short", "w1", 1)]
     );
     let short = step(store, &run.id, "short").await?;
     assert_eq!((short.status, short.attempt), (StepStatus::Ready, 1));
@@ -1769,7 +1774,7 @@ async fn reaper_requeues_expired_leases_and_leaves_live_ones(db: Db) -> Result<(
         store
             .steps_reap_expired(Utc::now() + Span::hours(2))
             .await?,
-        0
+        Vec::<Lease>::new()
     );
     // The takeover is a new attempt with the same idempotency key.
     let again = store.step_claim(&run.id, "short", "w3", HOUR).await?;
@@ -1806,7 +1811,7 @@ async fn concurrent_reapers_reap_each_step_once(db: Db) -> Result<()> {
             }));
         }
         for t in tasks {
-            total += t.await??;
+            total += t.await??.len();
         }
         if total == 6 {
             break;

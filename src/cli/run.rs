@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// new run is queued until the holder ends).
     #[arg(long)]
     no_wait: bool,
+    /// A running step's lease; see `runway worker --lease`. `runway run --resume` takes
+    /// over the steps of a `runway run` that died once their lease has expired.
+    #[arg(long, default_value = "10s", value_parser = super::schedule::parse_duration)]
+    lease: crate::playbook::duration::Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +129,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
                 run.lock_key.as_deref().unwrap_or("")
             );
         }
-        let engine = Engine::new(store.clone(), config(args.concurrency)?);
+        let config = engine::Config {
+            lease: args.lease.as_std(),
+            ..config(args.concurrency)?
+        };
+        let engine = Engine::new(store.clone(), config);
         let stop = CancellationToken::new();
         let worker = tokio::spawn(engine.clone().work(stop.clone()));
         let code = tokio::select! {

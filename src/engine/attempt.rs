@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::Secrets;
+use super::{Secrets, orphans};
 use crate::exec::{self, End, Program, RunwayEnv, ShellSpec};
 use crate::playbook::kinds::{OnTimeout, StepKind, Wait};
 use crate::playbook::step::Step;
@@ -135,6 +135,18 @@ async fn run_kind(input: &Input<'_>, cancel: CancellationToken) -> Result<Action
             spec.cwd = cwd;
             spec.timeout = input.timeout;
             spec.checkpoint_in = input.row.checkpoint.clone();
+            spec.token = Some(orphans::attempt_token(
+                &input.run.id,
+                &step.id.value,
+                input.row.attempt,
+            ));
+            // The previous attempt's worker may have died with its processes still running
+            // (its reaper may be on another host): they must not run alongside this one.
+            let swept =
+                orphans::sweep_previous(&input.run.id, &step.id.value, input.row.attempt).await;
+            if swept > 0 {
+                tracing::warn!(run.id = %input.run.id, step.id = %step.id.value, attempt = input.row.attempt, count = swept, "killed processes the previous attempt left running");
+            }
             let outcome = exec::run(spec, cancel)
                 .await
                 .map_err(|e| Ended::failed(input.secrets.mask(&e.to_string())))?;

@@ -11,6 +11,8 @@
 //! - [`attempt`] and `remote`: one attempt of each step kind; `followup`: registering a
 //!   `followup` step's run for later (the scheduler starts it); [`escalate`]: an
 //!   approval's escalation when nobody decided in time.
+//! - [`orphans`]: each attempt's process token, derived from its identity, and the sweep
+//!   of what a dead attempt left running (by the reaper, and before the next attempt).
 //! - [`context`]: what templates see; [`crate::secrets`] masks before anything is stored.
 
 pub mod attempt;
@@ -20,6 +22,7 @@ pub mod decide;
 pub mod escalate;
 mod followup;
 pub mod human;
+pub mod orphans;
 pub mod progress;
 mod remote;
 pub mod worker;

@@ -471,8 +471,18 @@ impl Engine {
                 _ = tick.tick() => {}
             }
             match self.store.steps_reap_expired(Utc::now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(reaped = n, "re-queued steps whose lease expired"),
+                Ok(reaped) if reaped.is_empty() => {}
+                Ok(reaped) => {
+                    tracing::info!(reaped = reaped.len(), "re-queued steps whose lease expired");
+                    // Their workers are gone: nobody else ends what the attempts started.
+                    let swept = super::orphans::sweep_reaped(&reaped).await;
+                    if swept > 0 {
+                        tracing::warn!(
+                            count = swept,
+                            "killed processes that dead attempts left running"
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!("reaper: {e}"),
             }
         }

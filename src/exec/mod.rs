@@ -33,8 +33,10 @@
 //! 3. `RUNWAY_RUN_ID`, `RUNWAY_STEP_ID`, `RUNWAY_ATTEMPT` (1-based),
 //!    `RUNWAY_IDEMPOTENCY_KEY` (the same on every attempt of a step in a run),
 //!    `RUNWAY_OUTPUT` (an empty file), `RUNWAY_CHECKPOINT` (a file holding the checkpoint
-//!    of the previous attempt, or empty), and `RUNWAY_ATTEMPT_TOKEN`, a random value unique
-//!    to this attempt that the executor uses to find the attempt's processes (see below).
+//!    of the previous attempt, or empty), and `RUNWAY_ATTEMPT_TOKEN`, a value unique to this
+//!    attempt that the executor uses to find the attempt's processes (see below): random,
+//!    or [`ShellSpec::token`] (the engine derives it from the attempt's identity, so that
+//!    whoever takes a dead worker's step over can [`sweep_token`] what it left).
 //!
 //! Both files live in a fresh directory that only the worker's user can enter (0700), removed
 //! when the attempt is over. The executor never logs environment values: its tracing events
@@ -64,6 +66,11 @@
 //! `nohup ... &`, double forks) as long as they kept their environment. The executor reaps
 //! its own child; processes that were reparented are reaped by init (or a subreaper), so
 //! until init gets to them they may linger as zombies: dead, holding nothing but a pid.
+//!
+//! If the worker itself dies (SIGKILL, OOM), nothing of the above happens: the attempt's
+//! processes, in their own session, go on. The engine's reaper sweeps the token of every
+//! attempt whose lease it takes over, and a worker starting attempt N sweeps attempt N - 1's
+//! first (`engine::orphans`); both only see this host's processes.
 //!
 //! What can still escape: a process that left the group **and** dropped the token from its
 //! environment (`env -i`, `env -u RUNWAY_ATTEMPT_TOKEN`, a program that re-execs with a clean
@@ -95,6 +102,13 @@ pub use shell::{
 };
 pub use sql::{SqlError, SqlOutcome, SqlQuery};
 
+/// SIGKILLs every local process whose environment carries `RUNWAY_ATTEMPT_TOKEN=token`,
+/// until a scan of `/proc` finds none; returns how many were killed. For the processes of an
+/// attempt whose executor is gone (its worker died): see [`ShellSpec::token`]. Blocking.
+pub fn sweep_token(token: &str) -> usize {
+    reap::sweep(token)
+}
+
 /// Why an attempt could not be started or watched. Anything the step itself did (its exit
 /// status, a bad `RUNWAY_OUTPUT`) is part of the [`ShellOutcome`] instead.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +125,8 @@ pub enum Error {
     Cwd { path: std::path::PathBuf },
     #[error("could not prepare the step's private directory: {0}")]
     Workspace(#[source] std::io::Error),
+    #[error("the attempt token is empty or contains a NUL byte")]
+    BadToken,
     #[error("could not draw a random attempt token: {0}")]
     Token(getrandom::Error),
     #[error("could not start `{program}`: {source}")]

@@ -92,6 +92,10 @@ pub struct ShellSpec {
     /// The checkpoint the previous attempt left, put in `RUNWAY_CHECKPOINT`.
     pub checkpoint_in: Option<Vec<u8>>,
     pub limits: Limits,
+    /// The attempt's `RUNWAY_ATTEMPT_TOKEN`; a fresh random one when `None`. A caller that
+    /// may die before the attempt ends passes one it can derive again, so that whoever
+    /// takes the step over can [`sweep`](super::sweep_token) what this attempt left.
+    pub token: Option<String>,
 }
 
 impl ShellSpec {
@@ -107,6 +111,7 @@ impl ShellSpec {
             runway_env,
             checkpoint_in: None,
             limits: Limits::default(),
+            token: None,
         }
     }
 }
@@ -191,7 +196,10 @@ async fn attempt(spec: ShellSpec, cancel: CancellationToken) -> Result<ShellOutc
     })
     .await?
     .map_err(Error::Workspace)?;
-    let token = reap::new_token().map_err(Error::Token)?;
+    let token = match &spec.token {
+        Some(token) => token.clone(),
+        None => reap::new_token().map_err(Error::Token)?,
+    };
 
     let (program, args) = command_line(&spec.program, &ws)?;
     let mut command = tokio::process::Command::new(&program);
@@ -344,6 +352,13 @@ fn validate(spec: &ShellSpec) -> Result<(), Error> {
         if value.contains('\0') {
             return Err(Error::NulInEnvValue { name: name.clone() });
         }
+    }
+    if spec
+        .token
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.contains('\0'))
+    {
+        return Err(Error::BadToken);
     }
     if let Some(cwd) = &spec.cwd
         && !cwd.is_dir()

@@ -385,9 +385,10 @@ impl Store {
     }
 
     /// Running steps whose lease expired before `now` → ready, each with a new job and a
-    /// `step.lease_expired` event. Returns how many were reaped (at most 100 per call).
-    /// Safe to run from every worker at once.
-    pub async fn steps_reap_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+    /// `step.lease_expired` event. Returns the leases reaped (at most 100 per call), so the
+    /// caller can end what their attempts left running. Safe to run from every worker at
+    /// once: each lease is reaped by one of them.
+    pub async fn steps_reap_expired(&self, now: DateTime<Utc>) -> Result<Vec<Lease>> {
         dispatch!(self, steps_reap_expired(now))
     }
 

@@ -1585,7 +1585,7 @@ macro_rules! transitions {
         pub(in crate::store) async fn steps_reap_expired(
             pool: &Pool,
             now: DateTime<Utc>,
-        ) -> Result<u64> {
+        ) -> Result<Vec<Lease>> {
             let now = millis(now);
             let expired: Vec<(String, String, Option<String>)> = sqlx::query_as(
                 "SELECT run_id, step_id, lease_owner FROM step_runs \
@@ -1596,7 +1596,7 @@ macro_rules! transitions {
             .bind(REAP_BATCH)
             .fetch_all(pool)
             .await?;
-            let mut reaped = 0;
+            let mut reaped = Vec::new();
             for (run_id, step_id, owner) in expired {
                 // One transaction per step, taking the run lock first like every other
                 // transition. A run locked by someone else (a worker finishing a step, another
@@ -1629,7 +1629,12 @@ macro_rules! transitions {
                 );
                 append(&mut tx, &run_id, &[event], now).await?;
                 tx.commit().await?;
-                reaped += 1;
+                reaped.push(Lease {
+                    run_id,
+                    step_id,
+                    worker: owner.unwrap_or_default(),
+                    attempt,
+                });
             }
             Ok(reaped)
         }
