@@ -1,5 +1,11 @@
 //! Reading a step's stdout or stderr into a bounded tail: memory stays at the limit whatever
 //! the step prints, and the start of the kept text is cut on a character boundary.
+//!
+//! The limit bounds what is stored, too: the kept text, escaped as JSON (as the step's
+//! outputs are stored and recorded in its events), is at most the limit in bytes. Bytes
+//! that are not UTF-8 become U+FFFD (three bytes each) and control characters are escaped
+//! (`\u0000`, six bytes), so text cut to the limit in raw bytes could be up to six times
+//! larger once stored: the start is cut further until it fits.
 
 use std::collections::VecDeque;
 
@@ -9,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 /// What was kept of one output stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Captured {
-    /// The last bytes of the stream (at most the limit), as UTF-8: invalid sequences become
-    /// U+FFFD, and a character cut in half by the limit is dropped from the start.
+    /// The last bytes of the stream, as UTF-8: invalid sequences become U+FFFD, and a
+    /// character cut in half by the limit is dropped from the start. At most the limit in
+    /// bytes once escaped as JSON (see the module docs).
     pub tail: String,
     /// Every byte the stream carried, kept or not.
     pub total_bytes: u64,
-    /// Whether bytes were dropped from the start (`total_bytes` is over the limit).
+    /// Whether the start was dropped: `total_bytes` is over the limit, or the text was, once
+    /// escaped as stored.
     pub truncated: bool,
 }
 
@@ -60,11 +68,37 @@ impl Tail {
                 .count();
             kept = &kept[partial..];
         }
+        let text = String::from_utf8_lossy(kept);
+        let (tail, cut) = fit_stored(&text, self.keep);
         Captured {
-            tail: String::from_utf8_lossy(kept).into_owned(),
+            tail: tail.to_owned(),
             total_bytes: self.total,
-            truncated,
+            truncated: truncated || cut,
         }
+    }
+}
+
+/// The longest end of `text` whose JSON-escaped form is at most `limit` bytes, and whether
+/// anything had to be cut.
+fn fit_stored(text: &str, limit: usize) -> (&str, bool) {
+    let mut size = 0usize;
+    let mut start = text.len();
+    for (at, c) in text.char_indices().rev() {
+        size += stored_len(c);
+        if size > limit {
+            return (&text[start..], true);
+        }
+        start = at;
+    }
+    (text, false)
+}
+
+/// The bytes `c` takes in a JSON string.
+fn stored_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
     }
 }
 
@@ -151,6 +185,45 @@ mod tests {
         let c = captured(16, &[b"ok\xff\xfe!"]);
         assert_eq!(c.tail, "ok\u{fffd}\u{fffd}!");
         assert_eq!(c.total_bytes, 5);
+    }
+
+    /// The size of `s` as a JSON string, without its quotes.
+    fn json_len(s: &str) -> usize {
+        serde_json::to_string(s).unwrap().len() - 2
+    }
+
+    #[test]
+    fn invalid_utf8_is_cut_to_the_limit_as_stored() {
+        // Each 0xff becomes U+FFFD, three bytes: 12 raw bytes would store as 36.
+        let c = captured(12, &[b"ab\xff\xff\xff\xff\xff\xff\xff\xff\xffz"]);
+        assert_eq!(c.tail, "\u{fffd}\u{fffd}\u{fffd}z");
+        assert!(json_len(&c.tail) <= 12);
+        assert!(c.truncated);
+    }
+
+    #[test]
+    fn control_characters_are_counted_escaped() {
+        // A NUL is stored as `\u0000`, six bytes; a newline as `\n`, two.
+        let c = captured(16, &[&[0u8; 16]]);
+        assert_eq!(c.tail, "\0\0");
+        assert_eq!(json_len(&c.tail), 12);
+        assert!(c.truncated);
+        let c = captured(8, &[b"a\nb\"c"]);
+        assert_eq!((c.tail.as_str(), c.truncated), ("a\nb\"c", false));
+        assert_eq!(json_len(&c.tail), 7);
+    }
+
+    #[test]
+    fn a_large_tail_of_any_bytes_stores_within_its_limit() {
+        let bytes: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for keep in [1, 100, 4096, 65_536] {
+            let c = captured(keep, &[&bytes]);
+            assert!(json_len(&c.tail) <= keep, "{keep}: {}", json_len(&c.tail));
+            assert!(c.truncated);
+            assert_eq!(c.total_bytes, 200_000);
+        }
     }
 
     #[test]
