@@ -191,6 +191,19 @@ pub async fn run(setup: &Setup) -> Result<Report> {
     .stderr(procs::log(dir, "worker")?)
     .spawn()
     .context("runway worker starts")?;
+    // It announces itself once its store is open and migrated; a `runway start` racing that
+    // first migration of a new file would find the database locked.
+    let ready = procs::wait_for(Duration::from_secs(60), || {
+        std::fs::read_to_string(dir.join("worker.log")).is_ok_and(|l| l.contains("worker "))
+    });
+    if !ready {
+        procs::kill9(&mut worker);
+        bail!(
+            "the worker did not start
+{}",
+            procs::log_tail(dir, "worker", 20)
+        );
+    }
     let result = measure(setup, &url, &mut worker, began).await;
     procs::kill9(&mut worker);
     result
