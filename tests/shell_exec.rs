@@ -715,3 +715,57 @@ async fn invalid_utf8_output_is_converted_lossily() {
     assert_eq!(cut.stdout.total_bytes, 6);
     assert!(cut.stdout.truncated);
 }
+
+#[tokio::test]
+async fn a_given_attempt_token_is_the_one_the_step_carries() {
+    let token = "0123456789abcdef0123456789abcdef";
+    let mut spec = script(r#"echo "$RUNWAY_ATTEMPT_TOKEN""#);
+    spec.token = Some(token.to_owned());
+    let outcome = run(spec).await;
+    assert_eq!(printed_token(&outcome), token);
+
+    let mut bad = script("true");
+    bad.token = Some("a\0b".to_owned());
+    let refused = exec::run(bad, CancellationToken::new()).await;
+    assert!(matches!(refused, Err(exec::Error::BadToken)), "{refused:?}");
+}
+
+#[tokio::test]
+async fn sweeping_a_token_kills_the_processes_an_ended_executor_left() {
+    // What a SIGKILLed worker leaves: a process of its attempt, in a session of its own,
+    // that no executor is watching any more.
+    let token = format!("{:032x}", std::process::id() as u128 * 7919 + 17);
+    let mut orphan = std::process::Command::new("setsid")
+        .args(["sleep", "300"])
+        .env("RUNWAY_ATTEMPT_TOKEN", &token)
+        .spawn()
+        .expect("setsid sleep");
+    // `setsid` execs `sleep` (it is not a group leader): wait until the exec happened, when
+    // /proc shows the sleep's own environment.
+    let environ = format!("/proc/{}/environ", orphan.id());
+    bounded(async {
+        loop {
+            let cmdline =
+                std::fs::read(format!("/proc/{}/cmdline", orphan.id())).unwrap_or_default();
+            if cmdline.starts_with(b"sleep\0") && std::fs::read(&environ).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let swept = tokio::task::spawn_blocking({
+        let token = token.clone();
+        move || exec::sweep_token(&token)
+    })
+    .await
+    .unwrap();
+    assert_eq!(swept, 1);
+    let status = orphan.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    // Nothing else carries it now.
+    assert_eq!(exec::sweep_token(&token), 0);
+}
