@@ -118,6 +118,7 @@ conformance!(
     decisions_on_a_step_not_waiting_or_an_ended_run_are_refused,
     finish_claiming_hands_the_next_ready_step_to_the_same_worker,
     finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken,
+    finish_claiming_takes_a_ready_step_of_another_run_nobody_is_transitioning,
     partial_decisions_read_only_the_named_rows_and_fall_back_at_the_end,
 );
 
@@ -499,6 +500,73 @@ async fn finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken(
         Err(Error::StepNotFound { .. })
     ));
     assert_eq!(store.events_verify(&run.id).await?, None);
+    Ok(())
+}
+
+async fn finish_claiming_takes_a_ready_step_of_another_run_nobody_is_transitioning(
+    db: Db,
+) -> Result<()> {
+    let store = &db.store;
+    let other = store
+        .run_create(&new_run(&[
+            ("x", StepStatus::Ready),
+            ("y", StepStatus::Pending),
+        ]))
+        .await?;
+    let run = store.run_create(&new_run(&[("a", StepStatus::Ready)])).await?;
+    let la = claim(store, &run.id, "a").await?;
+    let offer = ClaimNext {
+        worker: "w9".into(),
+        lease_for: HOUR,
+    };
+    let (_, next) = store
+        .step_finish_claiming(
+            &Guard::Lease(la),
+            &Finish::new(StepStatus::Succeeded),
+            &Sequence,
+            &offer,
+        )
+        .await?;
+    if store.backend() == "postgres" {
+        // Nothing of this run is ready: the worker takes `x` of the other run, whose
+        // chain records it.
+        let x = next.context("x was taken")?;
+        assert_eq!(
+            (x.run_id.as_str(), x.step_id.as_str()),
+            (other.id.as_str(), "x")
+        );
+        assert_eq!(
+            (x.status, x.lease_owner.as_deref()),
+            (StepStatus::Running, Some("w9"))
+        );
+        let last = store
+            .events_of_run(&other.id)
+            .await?
+            .pop()
+            .context("events")?;
+        assert_eq!(
+            (last.kind.as_str(), last.step_id.as_deref()),
+            ("step.running", Some("x"))
+        );
+        assert!(matches!(
+            store.step_claim(&other.id, "x", "w1", HOUR).await,
+            Err(Error::NotClaimable {
+                status: StepStatus::Running,
+                ..
+            })
+        ));
+    } else {
+        // One writer: no other run's transitions wait on this one's; nothing is taken.
+        assert!(next.is_none(), "{next:?}");
+        assert_eq!(
+            store.step_status_of(&other.id, "x").await?,
+            StepStatus::Ready
+        );
+    }
+    let mine = store.events_of_run(&run.id).await?;
+    assert!(!mine.iter().any(|e| e.step_id.as_deref() == Some("x")));
+    assert_eq!(store.events_verify(&run.id).await?, None);
+    assert_eq!(store.events_verify(&other.id).await?, None);
     Ok(())
 }
 

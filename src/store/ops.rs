@@ -892,6 +892,34 @@ macro_rules! transitions {
             Ok((step, next))
         }
 
+        /// Claims for `claim.worker` the first ready, due step of `run_id` (the caller
+        /// holds that run's lock); its job is still queued, and whoever fetches it finds
+        /// the step taken.
+        async fn claim_any_ready(
+            tx: &mut Conn,
+            run_id: &str,
+            claim: &ClaimNext,
+            expires: i64,
+            now: i64,
+        ) -> Result<Option<StepRow>> {
+            Ok(sqlx::query_as::<_, StepRow>(
+                "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+                 lease_owner = $2, lease_expires_at = $3, ready_at = NULL, \
+                 started_at = COALESCE(started_at, $4) \
+                 WHERE run_id = $1 AND step_id = (SELECT step_id FROM step_runs \
+                   WHERE run_id = $1 AND status = 'ready' AND ready_at <= $4 \
+                   ORDER BY ready_at, step_id LIMIT 1) \
+                 AND status = 'ready' \
+                 RETURNING *",
+            )
+            .bind(run_id)
+            .bind(&claim.worker)
+            .bind(expires)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?)
+        }
+
         /// Claims for `claim.worker` the first step of `run_id` that this transaction made
         /// ready (instead of pushing its job), with its `step.running` event. The run is
         /// active, since it has a step ready; its status needs no settling.
@@ -927,27 +955,29 @@ macro_rules! transitions {
                     wakes.remove(at);
                 }
                 row
+            } else if let Some(other) = lock_other_ready_run(tx, run_id, now).await? {
+                // Otherwise a ready step of another running run that nobody is
+                // transitioning (Postgres): many workers' slots on one run would queue on
+                // its lock, one transition at a time. Its `step.running` goes to that
+                // run's chain, in this transaction.
+                let row = claim_any_ready(tx, &other, claim, expires, now).await?;
+                if let Some(row) = row {
+                    let step: StepRun = row.try_into()?;
+                    let running = NewEvent::step(
+                        "step.running",
+                        &step.step_id,
+                        step.attempt,
+                        json!({ "worker": claim.worker, "lease_expires_at": expires }),
+                    );
+                    append(tx, &other, &[running], now).await?;
+                    return Ok(Some(step));
+                }
+                claim_any_ready(tx, run_id, claim, expires, now).await?
             } else {
                 // Otherwise another ready, due step of the run: its job is still queued,
                 // and whoever fetches it finds it taken (a lock-free look, no transaction).
-                // One transaction per step instead of two, and a run's steps stay on the
-                // worker that has its rows and plan cached.
-                sqlx::query_as::<_, StepRow>(
-                    "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
-                     lease_owner = $2, lease_expires_at = $3, ready_at = NULL, \
-                     started_at = COALESCE(started_at, $4) \
-                     WHERE run_id = $1 AND step_id = (SELECT step_id FROM step_runs \
-                       WHERE run_id = $1 AND status = 'ready' AND ready_at <= $4 \
-                       ORDER BY ready_at, step_id LIMIT 1) \
-                     AND status = 'ready' \
-                     RETURNING *",
-                )
-                .bind(run_id)
-                .bind(&claim.worker)
-                .bind(expires)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
+                // One transaction per step instead of two.
+                claim_any_ready(tx, run_id, claim, expires, now).await?
             };
             let Some(row) = row else {
                 return Ok(None);

@@ -51,6 +51,24 @@ async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>
     Ok(status.map(|s| s.parse()).transpose()?)
 }
 
+/// Another running run, not `run_id`, with a step ready and due, whose lock nobody holds:
+/// locked (`SKIP LOCKED`, so this never waits, and two transactions that each hold one
+/// run and look for another never wait on each other) and returned. Lets a finishing
+/// worker take its next step from a run nobody is transitioning, instead of queueing on
+/// the lock of its own run behind the other workers' transitions of it.
+async fn lock_other_ready_run(conn: &mut Conn, run_id: &str, now: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT r.id FROM runs r WHERE r.status = 'running' AND r.id <> $1 \
+         AND EXISTS (SELECT 1 FROM step_runs s WHERE s.run_id = r.id \
+                     AND s.status = 'ready' AND s.ready_at <= $2) \
+         LIMIT 1 FOR NO KEY UPDATE OF r SKIP LOCKED",
+    )
+    .bind(run_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement
 /// text is the same whatever the number of ids).
 async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {

@@ -29,6 +29,12 @@ async fn begin_read(pool: &Pool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin_with("BEGIN DEFERRED").await?)
 }
 
+/// Postgres' `lock_other_ready_run`: SQLite has one writer, so no other run's
+/// transitions can be waiting on this one's; a worker stays with its run.
+async fn lock_other_ready_run(_: &mut Conn, _: &str, _: i64) -> Result<Option<String>> {
+    Ok(None)
+}
+
 /// The run's status; the write transaction already excludes every other writer.
 async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
