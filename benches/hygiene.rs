@@ -2,8 +2,9 @@
 //!
 //! - 4, process hygiene: five steps that fork grandchildren, daemonize (`setsid`, double
 //!   fork), `nohup` a child, ignore SIGTERM, or hold stdout open from a `setsid` child,
-//!   ended by their timeout, by `runway cancel`, and by SIGKILL of `runway run` (then
-//!   resumed), five rounds each: processes left after the grace period and zombies.
+//!   ended by their timeout, by `runway cancel`, by SIGKILL of `runway run` (then
+//!   resumed, or cancelled without a resume), five rounds each: processes left after the
+//!   grace period and zombies.
 //! - 5, output bounds: 2 GB of zeros and 2 GB of `yes` on stdout, a 100 MB line, 100 MB of
 //!   random bytes on stdout and stderr, a 50 MB `RUNWAY_OUTPUT`, while a small run goes
 //!   through: the worker's peak memory, the bytes stored per step.
@@ -55,6 +56,7 @@ async fn main() {
                 hygiene::Mode::Timeout,
                 hygiene::Mode::Cancel,
                 hygiene::Mode::Kill,
+                hygiene::Mode::KillCancel,
             ],
             lease: "2s",
             seed,

@@ -45,3 +45,8 @@ async fn runway_cancel_leaves_no_process_of_any_step_behind() {
 async fn a_sigkilled_runway_run_leaves_nothing_once_resumed() {
     one_mode(Mode::Kill).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_whose_process_was_sigkilled_leaves_nothing() {
+    one_mode(Mode::KillCancel).await;
+}

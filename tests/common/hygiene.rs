@@ -68,6 +68,8 @@ pub enum Mode {
     Timeout,
     Cancel,
     Kill,
+    /// SIGKILL of `runway run`, then `runway cancel` once the lease has expired (no resume).
+    KillCancel,
 }
 
 impl Mode {
@@ -76,6 +78,7 @@ impl Mode {
             Mode::Timeout => "step timeout",
             Mode::Cancel => "runway cancel",
             Mode::Kill => "SIGKILL of runway run, resumed",
+            Mode::KillCancel => "SIGKILL of runway run, then runway cancel",
         }
     }
 }
@@ -306,6 +309,7 @@ async fn one_round(setup: &Setup, round: &Round, mode: Mode, report: &mut Report
         Mode::Timeout => Duration::from_secs(4 + 5 + 10),
         Mode::Cancel => lease / 3 + Duration::from_secs(5 + 10),
         Mode::Kill => lease + Duration::from_secs(1 + 10),
+        Mode::KillCancel => lease + Duration::from_secs(1 + 10),
     };
     match mode {
         Mode::Timeout => {
@@ -314,6 +318,18 @@ async fn one_round(setup: &Setup, round: &Round, mode: Mode, report: &mut Report
                 status.code() == Some(1),
                 "the timed-out run should fail: {status}\n{}",
                 procs::log_tail(&round.dir, "run", 30)
+            );
+        }
+        Mode::KillCancel => {
+            procs::kill9(&mut child);
+            std::thread::sleep(lease + Duration::from_millis(500));
+            let out = procs::runway(&round.dir, &round.url, &["cancel", &run_id])
+                .output()
+                .context("runway cancel")?;
+            ensure!(
+                out.status.success(),
+                "runway cancel: {}",
+                String::from_utf8_lossy(&out.stderr)
             );
         }
         Mode::Cancel => {
@@ -349,7 +365,7 @@ async fn one_round(setup: &Setup, round: &Round, mode: Mode, report: &mut Report
     let run = store.run_get(&run_id).await?;
     let want = match mode {
         Mode::Timeout => RunStatus::Failed,
-        Mode::Cancel => RunStatus::Cancelled,
+        Mode::Cancel | Mode::KillCancel => RunStatus::Cancelled,
         Mode::Kill => RunStatus::Succeeded,
     };
     ensure!(
