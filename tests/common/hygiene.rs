@@ -191,7 +191,11 @@ impl Round {
     fn new(root: &Path, n: usize, rng: &mut Rng, mode: Mode) -> Result<Round> {
         let dir = root.join(format!("round-{n}-{mode:?}"));
         std::fs::create_dir_all(&dir)?;
-        let prefix = format!("rwh{:05x}", rng.next() & 0xf_ffff);
+        // Tests run in parallel processes with the same seed: the pid keeps their names apart.
+        let prefix = format!(
+            "rwh{:05x}",
+            (rng.next() ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9)) & 0xf_ffff
+        );
         let timeout = if mode == Mode::Timeout { "4s" } else { "10m" };
         let mut yaml = String::from("runway: 1\nname: hygiene\nsteps:\n");
         for (i, (id, script)) in BEHAVIOURS.iter().enumerate() {

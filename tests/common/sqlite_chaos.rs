@@ -171,7 +171,11 @@ struct Lane {
 
 pub async fn run(setup: &Setup) -> Result<Report> {
     let began = Instant::now();
-    let mark = format!("chaos-{:016x}", Rng::new(setup.seed).next());
+    let mark = format!(
+        "chaos-{:016x}-{}",
+        Rng::new(setup.seed).next(),
+        std::process::id()
+    );
     let mut tasks = Vec::new();
     for lane in 0..setup.lanes {
         let runs = setup.runs / setup.lanes + usize::from(lane < setup.runs % setup.lanes);
