@@ -513,7 +513,9 @@ async fn finish_claiming_takes_a_ready_step_of_another_run_nobody_is_transitioni
             ("y", StepStatus::Pending),
         ]))
         .await?;
-    let run = store.run_create(&new_run(&[("a", StepStatus::Ready)])).await?;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
     let la = claim(store, &run.id, "a").await?;
     let offer = ClaimNext {
         worker: "w9".into(),
