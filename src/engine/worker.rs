@@ -604,7 +604,9 @@ impl Engine {
 /// each time up to [`RECONNECT_MAX`], and back to this once a consumer has lasted
 /// [`RECONNECT_RESET`].
 const RECONNECT_FIRST: Duration = Duration::from_millis(250);
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
+// One connection attempt a second per worker during an outage costs nothing, and the
+// database is used again within about a second of its return.
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
 const RECONNECT_RESET: Duration = Duration::from_secs(30);
 
 /// A job's handling runs as a task of its own, so an attempt in flight is not dropped
