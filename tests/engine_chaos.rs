@@ -85,6 +85,7 @@ async fn a_worker_stopped_past_its_lease_has_its_stale_completions_refused() {
     let dir = tempfile::tempdir().unwrap();
     let setup = StopSetup {
         runs: 8,
+        in_flight: 6,
         steps: 3,
         step_secs: 6.0,
         workers: 3,

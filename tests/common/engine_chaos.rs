@@ -708,6 +708,17 @@ pub async fn audit(store: &Store, dir: &Path, runs: &[String]) -> Result<Audit> 
                 .push(format!("run {run_id}: event chain breaks at seq {seq}"));
         }
         for row in store.steps_of_run(run_id).await? {
+            if run.status != runway::state::RunStatus::Succeeded
+                && row.status != runway::state::StepStatus::Succeeded
+            {
+                a.problems.push(format!(
+                    "run {run_id}: step {} {} at attempt {}: {}",
+                    row.step_id,
+                    row.status,
+                    row.attempt,
+                    row.error.as_deref().unwrap_or("no error")
+                ));
+            }
             let key = (run_id.clone(), row.step_id.clone());
             let lines = by_step.get(&key).map(Vec::as_slice).unwrap_or_default();
             if lines.is_empty() && row.step_id == "pause" {
@@ -1172,6 +1183,9 @@ pub fn chain(dir: &Path, steps: usize, step_secs: f64, attempts: u32) -> String 
 #[derive(Debug, Clone)]
 pub struct StopSetup {
     pub runs: usize,
+    /// Runs open at once (see [`KillSetup::in_flight`]): fewer than the workers' slots, so
+    /// a taken-over step is claimed at once rather than after a backlog.
+    pub in_flight: usize,
     pub steps: usize,
     pub step_secs: f64,
     pub workers: usize,
@@ -1329,7 +1343,10 @@ pub async fn sigstop(setup: &StopSetup, dir: &Path) -> Result<StopReport> {
     let url = cluster.create_db("runway_chaos").await?;
     let store = Store::connect(&url).await?;
     let text = chain(dir, setup.steps, setup.step_secs, 6);
-    let runs = create_runs(&store, dir, &text, setup.runs).await?;
+    let starter = Starter::new(dir, &text)?;
+    let mut runs = starter
+        .start(&store, setup.in_flight.min(setup.runs))
+        .await?;
     let wall = Instant::now();
     let mut workers = Workers::start(dir, &url, setup.workers, setup.concurrency, setup.lease)?;
     let mut rng = Rng::new(setup.seed);
@@ -1350,9 +1367,18 @@ pub async fn sigstop(setup: &StopSetup, dir: &Path) -> Result<StopReport> {
                 .push(format!("worker {pid} exited: {status}"));
             workers.spawn(i)?;
         }
-        if ended_runs(&store).await? >= runs.len() {
+        let ended = ended_runs(&store).await?;
+        if ended >= setup.runs {
             all_ended = true;
             break;
+        }
+        if runs.len() < setup.runs {
+            let open = setup.in_flight.saturating_sub(runs.len() - ended);
+            runs.extend(
+                starter
+                    .start(&store, open.min(setup.runs - runs.len()))
+                    .await?,
+            );
         }
         if report.rounds >= setup.rounds {
             continue;
@@ -1397,7 +1423,7 @@ pub async fn sigstop(setup: &StopSetup, dir: &Path) -> Result<StopReport> {
         }
     }
     if !all_ended {
-        all_ended = until_runs_end(&store, runs.len(), deadline, async || Ok(())).await?;
+        all_ended = until_runs_end(&store, setup.runs, deadline, async || Ok(())).await?;
     }
     report.wall = wall.elapsed();
     workers.shutdown();
