@@ -1207,8 +1207,9 @@ pub enum StaleFate {
     KilledOnResume,
     /// It finished while its worker was stopped (`E`); its worker's completion was refused.
     FinishedResultRefused,
-    /// Neither line: its process never reported (it should not happen).
-    Unknown,
+    /// Neither line: its process was SIGKILLed, which bash cannot trap: the reaper that
+    /// reaped the attempt sweeps its processes (by the attempt's token) on its own host.
+    KilledWhenReaped,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1476,7 +1477,7 @@ pub async fn sigstop(setup: &StopSetup, dir: &Path) -> Result<StopReport> {
         let fate = match end.map(|l| l.tag) {
             Some('T') => StaleFate::KilledOnResume,
             Some('E') => StaleFate::FinishedResultRefused,
-            _ => StaleFate::Unknown,
+            _ => StaleFate::KilledWhenReaped,
         };
         *report.fates.entry(format!("{fate:?}")).or_default() += 1;
         if let Some(end) = end
