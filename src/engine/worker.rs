@@ -143,20 +143,27 @@ impl Engine {
         // A job whose step another worker already took over (handed over in a finishing
         // transaction, or reaped and claimed) is skipped with one read, not a locking
         // transaction. Only a hint: the claim below decides under the run's lock.
-        match self.store.step_status_of(&job.run_id, &job.step_id).await {
+        // A job is acknowledged however its handling ends, so the claim must not be lost
+        // to a database fault (a restart, a cut connection): it is retried until the
+        // database answers. Without that a ready step would be left with no job to wake it.
+        let status = until_answered("read the step's status", None, || {
+            self.store.step_status_of(&job.run_id, &job.step_id)
+        })
+        .await;
+        match status {
             Ok(StepStatus::Ready | StepStatus::Waiting) => {}
             Ok(_) | Err(store::Error::StepNotFound { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        let claimed = self
-            .store
-            .step_claim(
+        let claimed = until_answered("claim the step", None, || {
+            self.store.step_claim(
                 &job.run_id,
                 &job.step_id,
                 &self.worker_id,
                 self.config.lease,
             )
-            .await;
+        })
+        .await;
         let mut next = match claimed {
             Ok(row) => Some(row),
             Err(
@@ -331,10 +338,16 @@ impl Engine {
             worker: self.worker_id.clone(),
             lease_for: self.config.lease,
         };
-        self.store
-            .step_finish_claiming(&Guard::Lease(lease), &finish, &Decider { plan }, &claim)
-            .await
-            .map(|(_, next)| next)
+        // Retried through a database fault while the lease can still be ours (the guard
+        // refuses a finish once another worker has taken the step over).
+        let guard = Guard::Lease(lease);
+        let decider = Decider { plan };
+        until_answered("record the step's result", Some(self.config.lease), || {
+            self.store
+                .step_finish_claiming(&guard, &finish, &decider, &claim)
+        })
+        .await
+        .map(|(_, next)| next)
     }
 
     /// An `invoke` step: finished from its child run's outcome when the child has ended;
@@ -648,6 +661,37 @@ fn exhausted(row: &StepRun) -> Option<Ended> {
         permanent: true,
         ..Ended::default()
     })
+}
+
+/// Calls `op` until it succeeds or fails with an error that is not transient (see
+/// [`store::Error::is_transient`]), waiting 100 ms doubling to 1 s between calls, for at
+/// most `bound` (none: until the database answers). Logs the first failure and every
+/// thirtieth after it.
+async fn until_answered<T, F, Fut>(
+    what: &str,
+    bound: Option<Duration>,
+    mut op: F,
+) -> Result<T, store::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, store::Error>>,
+{
+    let began = std::time::Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && bound.is_none_or(|b| began.elapsed() < b) => {
+                if failures % 30 == 0 {
+                    tracing::warn!(retry_in = ?delay, "could not {what} ({e}); trying again");
+                }
+                failures += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Renews the lease every third of its length until aborted; fires `lost` when the lease

@@ -118,3 +118,46 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether the same call may well succeed if made again: the database was unreachable,
+    /// the connection was cut or the server is shutting down or starting, a pool had no
+    /// connection to give, or the server broke a deadlock or a serialization conflict by
+    /// aborting this transaction (which rolled back whole). Never a refusal that names a
+    /// state: those say what is, and asking again gets the same answer.
+    pub fn is_transient(&self) -> bool {
+        let Error::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // Postgres SQLSTATE: 08 connection exception, 57P01-57P03 shutdown or
+                // start-up, 40001 serialization failure, 40P01 deadlock. SQLite: 5 BUSY,
+                // 6 LOCKED (extended codes keep the primary code in the low byte).
+                code.starts_with("08")
+                    || matches!(
+                        code.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "40001" | "40P01"
+                    )
+                    || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+            }),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn faults_of_the_connection_are_transient_and_refusals_are_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(Error::Database(sqlx::Error::Io(io)).is_transient());
+        assert!(Error::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!Error::Database(sqlx::Error::RowNotFound).is_transient());
+        assert!(!Error::Database(sqlx::Error::PoolClosed).is_transient());
+        assert!(!Error::RunNotFound("r".into()).is_transient());
+    }
+}
