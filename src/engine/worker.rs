@@ -682,7 +682,7 @@ where
     loop {
         match op().await {
             Err(e) if e.is_transient() && bound.is_none_or(|b| began.elapsed() < b) => {
-                if failures % 30 == 0 {
+                if failures.is_multiple_of(30) {
                     tracing::warn!(retry_in = ?delay, "could not {what} ({e}); trying again");
                 }
                 failures += 1;
