@@ -1343,7 +1343,9 @@ pub async fn sigstop(setup: &StopSetup, dir: &Path) -> Result<StopReport> {
     let cluster = Cluster::new()?;
     let url = cluster.create_db("runway_chaos").await?;
     let store = Store::connect(&url).await?;
-    let text = chain(dir, setup.steps, setup.step_secs, 6);
+    // Many attempts to spare: an 8 s step outlives a round, so the same step can be held
+    // by the stopped worker round after round, and every lost attempt counts.
+    let text = chain(dir, setup.steps, setup.step_secs, 20);
     let starter = Starter::new(dir, &text)?;
     let mut runs = starter
         .start(&store, setup.in_flight.min(setup.runs))
