@@ -796,12 +796,7 @@ macro_rules! transitions {
                 });
             };
             let step: StepRun = row.try_into()?;
-            let mut events = vec![NewEvent::step(
-                "step.running",
-                step_id,
-                step.attempt,
-                json!({ "worker": worker, "lease_expires_at": expires }),
-            )];
+            let mut events = vec![running_event(&step, worker, expires)];
             // A step now runs: a waiting run is running again; a running one stays so.
             if run_status == RunStatus::Waiting {
                 run_settle(&mut tx, run_id, &mut events).await?;
@@ -811,8 +806,7 @@ macro_rules! transitions {
             Ok(step)
         }
 
-        /// A step's status and when it is due, read without a lock or a transaction: a
-        /// hint (for skipping a job whose step is no longer ready), never a decision.
+        /// A step's status, read without a lock or a transaction: a hint (for skipping a job whose step is no longer ready), never a decision.
         pub(in crate::store) async fn step_status_of(
             pool: &Pool,
             run_id: &str,
@@ -955,27 +949,21 @@ macro_rules! transitions {
                     wakes.remove(at);
                 }
                 row
-            } else if let Some(other) = lock_other_ready_run(tx, run_id, now).await? {
+            } else {
                 // Otherwise a ready step of another running run that nobody is
                 // transitioning (Postgres): many workers' slots on one run would queue on
                 // its lock, one transition at a time. Its `step.running` goes to that
                 // run's chain, in this transaction.
-                let row = claim_any_ready(tx, &other, claim, expires, now).await?;
-                if let Some(row) = row {
+                if let Some(other) = lock_other_ready_run(tx, run_id, now).await?
+                    && let Some(row) = claim_any_ready(tx, &other, claim, expires, now).await?
+                {
                     let step: StepRun = row.try_into()?;
-                    let running = NewEvent::step(
-                        "step.running",
-                        &step.step_id,
-                        step.attempt,
-                        json!({ "worker": claim.worker, "lease_expires_at": expires }),
-                    );
+                    let running = running_event(&step, &claim.worker, expires);
                     append(tx, &other, &[running], now).await?;
                     return Ok(Some(step));
                 }
-                claim_any_ready(tx, run_id, claim, expires, now).await?
-            } else {
-                // Otherwise another ready, due step of the run: its job is still queued,
-                // and whoever fetches it finds it taken (a lock-free look, no transaction).
+                // Else another ready, due step of this run: its job is still queued, and
+                // whoever fetches it finds it taken (a lock-free look, no transaction).
                 // One transaction per step instead of two.
                 claim_any_ready(tx, run_id, claim, expires, now).await?
             };
@@ -983,13 +971,18 @@ macro_rules! transitions {
                 return Ok(None);
             };
             let step: StepRun = row.try_into()?;
-            events.push(NewEvent::step(
+            events.push(running_event(&step, &claim.worker, expires));
+            Ok(Some(step))
+        }
+
+        /// The `step.running` event of a step just claimed by `worker` until `expires`.
+        fn running_event(step: &StepRun, worker: &str, expires: i64) -> NewEvent {
+            NewEvent::step(
                 "step.running",
                 &step.step_id,
                 step.attempt,
-                json!({ "worker": claim.worker, "lease_expires_at": expires }),
-            ));
-            Ok(Some(step))
+                json!({ "worker": worker, "lease_expires_at": expires }),
+            )
         }
 
         /// The body of `step_finish` on the caller's transaction, which holds the run's
