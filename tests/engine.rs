@@ -53,6 +53,7 @@ conformance!(
     a_false_expect_fails_the_step_naming_the_expression,
     outputs_reach_later_steps_through_templates,
     secrets_are_masked_in_outputs_errors_and_events,
+    a_worker_stops_with_jobs_in_flight,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1572,5 +1573,34 @@ steps:
     assert!(stored.contains("***"));
     assert!(!stored.contains(&canary), "the canary is stored: {stored}");
     assert!(!stored.contains(&b64), "its base64 is stored: {stored}");
+    Ok(())
+}
+
+/// A worker told to stop while jobs are in flight (here the jobs of steps the hand-over
+/// already ran, fetched a batch at a time) finishes them and stops. apalis' own shutdown
+/// freezes its backend while jobs are in flight, and on SQLite that froze the one
+/// connection the jobs needed: about one stop in six hung (see `engine::drain`).
+async fn a_worker_stops_with_jobs_in_flight(db: Db) -> Result<()> {
+    let w = World::new(&db);
+    let mut yaml = String::from("runway: 1\nname: fan\nsteps:\n  - id: start\n    noop: {}\n");
+    for i in 0..40 {
+        yaml.push_str(&format!(
+            "  - id: s{i}\n    needs: [start]\n    noop: {{}}\n"
+        ));
+    }
+    w.write("fan.yaml", &yaml);
+    for round in 0..8 {
+        let worker = w.worker_with(Config {
+            concurrency: 16,
+            ..w.config()
+        });
+        let (run, _) = w.start("fan.yaml", &[]).await?;
+        let run = w.wait_end(&run.id).await?;
+        ensure!(run.status == RunStatus::Succeeded, "round {round}: {run:?}");
+        worker
+            .stop()
+            .await
+            .with_context(|| format!("round {round}: stop with jobs in flight"))?;
+    }
     Ok(())
 }

@@ -7,7 +7,8 @@
 //!   `on_failure`).
 //! - [`create`]: a new run's rows from a plan and bound params.
 //! - [`worker`]: the queue consumer (apalis), the claim/attempt/record cycle, lease
-//!   renewal and the reaper.
+//!   renewal and the reaper; `drain`: stopping a consumer only once its jobs in flight
+//!   have finished (apalis' own shutdown would freeze a connection they need).
 //! - [`attempt`] and `remote`: one attempt of each step kind; `followup`: registering a
 //!   `followup` step's run for later (the scheduler starts it); [`escalate`]: an
 //!   approval's escalation when nobody decided in time.
@@ -19,6 +20,7 @@ pub mod attempt;
 pub mod context;
 pub mod create;
 pub mod decide;
+mod drain;
 pub mod escalate;
 mod followup;
 pub mod human;

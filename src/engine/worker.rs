@@ -23,6 +23,7 @@ use super::attempt::{Action, Ended, Input, attempt};
 use super::context::{context, template_data};
 use super::create::{Origin, new_run};
 use super::decide::Decider;
+use super::drain::Drain;
 use super::{Error, Secrets};
 use crate::plan::{Plan, bind_params};
 use crate::playbook::step::Step;
@@ -561,9 +562,15 @@ impl Engine {
         }
         let poll = self.config.poll_every;
         let slots = self.config.concurrency.max(1);
-        let shutdown = async move {
-            stop.cancelled().await;
-            Ok::<(), std::io::Error>(())
+        // apalis is told to shut down only once the jobs in flight have finished (see
+        // `drain`); until then it takes no more jobs but keeps its bookkeeping going.
+        let drain = Drain::new(stop);
+        let shutdown = {
+            let drain = drain.clone();
+            async move {
+                drain.idle().await;
+                Ok::<(), std::io::Error>(())
+            }
         };
         let result = match queue {
             Store::Postgres(pool) => {
@@ -583,6 +590,7 @@ impl Engine {
                     .poll_with_strategy(strategy);
                 WorkerBuilder::new(name)
                     .backend(backend)
+                    .layer(drain.clone())
                     .layer(ConcurrencyLimitLayer::new(slots))
                     .data(self.clone())
                     .build(job_handler)
@@ -602,6 +610,7 @@ impl Engine {
                     .poll_with_strategy(Strategy::new().interval(poll));
                 WorkerBuilder::new(name)
                     .backend(backend)
+                    .layer(drain.clone())
                     .layer(ConcurrencyLimitLayer::new(slots))
                     .data(self.clone())
                     .build(job_handler)
