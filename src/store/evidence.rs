@@ -16,6 +16,18 @@ pub struct Head {
     pub hash: String,
 }
 
+impl Head {
+    /// The head of a chain with no event: the first event links to [`GENESIS`].
+    ///
+    /// [`GENESIS`]: super::chain::GENESIS
+    pub fn genesis() -> Head {
+        Head {
+            seq: 0,
+            hash: super::chain::GENESIS.to_owned(),
+        }
+    }
+}
+
 /// A run's evidence as stored, read in one transaction.
 #[derive(Debug, Clone)]
 pub struct Evidence {

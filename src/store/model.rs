@@ -15,6 +15,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use super::error::{Error, Result};
+use super::evidence::Head;
 use crate::state::{RunStatus, StepStatus, UnknownStatus};
 
 /// A run as stored.
@@ -391,6 +392,40 @@ impl TryFrom<RunRow> for Run {
             parent_run_id: r.parent_run_id,
             parent_step_id: r.parent_step_id,
             error: r.error,
+        })
+    }
+}
+
+/// A run row read with its lock, as a decision sees it (no definition), and the head of
+/// its evidence chain (`head_seq` is `None` for a run with no event yet).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct LockedRow {
+    #[sqlx(flatten)]
+    run: RunRow,
+    head_seq: Option<i64>,
+    head_hash: Option<String>,
+}
+
+/// A run whose append lock the caller's transaction holds: the run as a decision sees it
+/// (every column but the definition) and the head of its chain, both read after the lock
+/// was granted, so they stay true until the transaction moves them itself.
+#[derive(Debug)]
+pub(super) struct Locked {
+    pub(super) run: Run,
+    pub(super) head: Head,
+}
+
+impl TryFrom<LockedRow> for Locked {
+    type Error = Error;
+
+    fn try_from(r: LockedRow) -> Result<Locked> {
+        let head = match (r.head_seq, r.head_hash) {
+            (Some(seq), Some(hash)) => Head { seq, hash },
+            _ => Head::genesis(),
+        };
+        Ok(Locked {
+            run: r.run.try_into()?,
+            head,
         })
     }
 }

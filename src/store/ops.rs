@@ -10,7 +10,10 @@
 //!   reads before it writes never fails to upgrade its lock);
 //! - `lock_run(conn, run_id)` / `try_lock_run(conn, run_id)`: take the run's append lock
 //!   (`FOR NO KEY UPDATE` on the run row on Postgres; SQLite's write transaction already
-//!   serializes writers) and return the run's status;
+//!   serializes writers) and return it as a [`Locked`](super::model::Locked): the run as
+//!   a decision reads it and the head of its chain, read after the lock was granted;
+//! - `lock_other_ready_run(conn, run_id, now)`: the same for another running run with a
+//!   step ready whose lock nobody holds (Postgres; `None` on SQLite);
 //! - `push_jobs(conn, wakes)`: apalis' `push_tasks` on the caller's transaction.
 //!
 //! A macro rather than generic functions: code generic over `sqlx::Database` needs a bound
@@ -31,7 +34,7 @@ use apalis_core::task::builder::TaskBuilder;
 use chrono::Utc;
 
 use super::error::{Error, Result};
-use super::model::{Guard, NewRun, StepJob};
+use super::model::{ClaimNext, Guard, NewRun, StepJob, StepRun};
 use crate::state::{RunStatus, StepStatus};
 
 /// Events per INSERT statement: nine parameters each, well under both backends' limits
@@ -43,6 +46,15 @@ pub const QUEUE: &str = "runway-steps";
 
 /// Rows the reaper takes per call; it runs again on its next tick for the rest.
 pub(super) const REAP_BATCH: i64 = 100;
+
+/// The claim a finishing transaction makes for its worker ([`ClaimNext`]): set up before
+/// the decision, so that a step the decision readies is claimed by the same UPDATE
+/// (`taken`), one round trip instead of two.
+pub(super) struct Handover<'a> {
+    pub(super) claim: &'a ClaimNext,
+    pub(super) expires: i64,
+    pub(super) taken: Option<StepRun>,
+}
 
 /// A job to push: wake `job`'s step at `at_ms`, or now when `None`.
 #[derive(Debug, Clone)]
@@ -149,11 +161,13 @@ pub(super) fn guard_binds(guard: &Guard) -> (&'static str, Option<&str>, Option<
 #[allow(unused_imports)]
 pub(super) mod prelude {
     pub(in crate::store) use super::{
-        REAP_BATCH, Wake, check_new_run, check_run, check_step, guard_binds, guarded, now_ms, plus,
+        Handover, REAP_BATCH, Wake, check_new_run, check_run, check_step, guard_binds, guarded,
+        now_ms, plus,
     };
     pub(in crate::store) use crate::state::{RunStatus, StepStatus};
     pub(in crate::store) use crate::store::chain;
     pub(in crate::store) use crate::store::error::{Error, Result};
+    pub(in crate::store) use crate::store::evidence::Head;
     pub(in crate::store) use crate::store::model::{
         ClaimNext, Decide, DecisionRow, Ended, Event, EventRow, Finish, Guard, Judge, Lease,
         NewEvent, NewRun, NewStepDecision, Retry, Run, RunRow, StepDecision, StepRow, StepRun,
@@ -255,21 +269,6 @@ macro_rules! transitions {
             Ok(chain::verify(&events_of_run(pool, run_id).await?))
         }
 
-        /// The run as a [`Decide`] sees it: every column but the definition, which deciding
-        /// never needs (the decider holds the compiled plan) and which, for a large
-        /// playbook, would cost more to read on every transition than the rest of it.
-        async fn fetch_run_to_decide(conn: &mut Conn, run_id: &str) -> Result<Run> {
-            sqlx::query_as::<_, RunRow>(
-                "SELECT id, playbook, content_hash, '' AS definition, params, starter, trigger, \
-                 status, lock_key, parent_run_id, parent_step_id, created_at, started_at, \
-                 finished_at, error FROM runs WHERE id = $1",
-            )
-            .bind(run_id)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_into()
-        }
-
         async fn fetch_run(conn: &mut Conn, run_id: &str) -> Result<Run> {
             sqlx::query_as::<_, RunRow>("SELECT * FROM runs WHERE id = $1")
                 .bind(run_id)
@@ -322,22 +321,38 @@ macro_rules! transitions {
 
         // ---------------------------------------------------------------- events
 
-        /// Appends `events` to the run's chain. The caller holds the run's append lock, so
-        /// the head read here is still the head when the rows are inserted (and the
-        /// `(run_id, seq)` key would refuse a fork if it were not).
+        /// Appends `events` to the run's chain, reading its head first. The caller holds
+        /// the run's append lock, so the head read here is still the head when the rows
+        /// are inserted (and the `(run_id, seq)` key would refuse a fork if it were not).
         async fn append(
             conn: &mut Conn,
             run_id: &str,
             events: &[NewEvent],
             now: i64,
         ) -> Result<Vec<Event>> {
-            let head: Option<(i64, String)> = sqlx::query_as(
-                "SELECT seq, hash FROM events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1",
-            )
-            .bind(run_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let (mut seq, mut prev) = head.unwrap_or((0, chain::GENESIS.to_owned()));
+            let head: Option<(i64, String)> =
+                sqlx::query_as("SELECT seq, hash FROM run_heads WHERE run_id = $1")
+                    .bind(run_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let mut head = head.map_or_else(Head::genesis, |(seq, hash)| Head { seq, hash });
+            append_at(conn, run_id, &mut head, events, now).await
+        }
+
+        /// Appends `events` after `head`, the head read with the run's lock (see
+        /// `lock_run`), and moves `head` to the last of them: a transaction that appends
+        /// twice passes the same head both times. One round trip fewer than [`append`].
+        async fn append_at(
+            conn: &mut Conn,
+            run_id: &str,
+            head: &mut Head,
+            events: &[NewEvent],
+            now: i64,
+        ) -> Result<Vec<Event>> {
+            if events.is_empty() {
+                return Ok(Vec::new());
+            }
+            let (mut seq, mut prev) = (head.seq, head.hash.clone());
             let at = $crate::store::model::time(now)?;
             let mut out = Vec::with_capacity(events.len());
             for e in events {
@@ -384,6 +399,12 @@ macro_rules! transitions {
                 });
                 insert.build().execute(&mut *conn).await?;
             }
+            if let Some(last) = out.last() {
+                *head = Head {
+                    seq: last.seq,
+                    hash: last.hash.clone(),
+                };
+            }
             Ok(out)
         }
 
@@ -393,10 +414,10 @@ macro_rules! transitions {
             events: &[NewEvent],
         ) -> Result<Vec<Event>> {
             let mut tx = begin(pool).await?;
-            lock_run(&mut tx, run_id)
+            let mut locked = lock_run(&mut tx, run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
-            let out = append(&mut tx, run_id, events, now_ms()).await?;
+            let out = append_at(&mut tx, run_id, &mut locked.head, events, now_ms()).await?;
             tx.commit().await?;
             Ok(out)
         }
@@ -494,7 +515,10 @@ macro_rules! transitions {
                 .fetch_optional(&mut *conn)
                 .await?;
                 let Some(next) = next else { break };
-                if lock_run(conn, &next).await? != Some(RunStatus::Queued) {
+                let Some(mut locked) = lock_run(conn, &next).await? else {
+                    continue;
+                };
+                if locked.run.status != RunStatus::Queued {
                     continue;
                 }
                 if lock_insert(conn, key, &next, now).await?.is_some() {
@@ -517,7 +541,7 @@ macro_rules! transitions {
                     "run.running",
                     json!({ "from": "queued", "lock_key": key, "released_by": run_id }),
                 );
-                append(conn, &next, &[event], now).await?;
+                append_at(conn, &next, &mut locked.head, &[event], now).await?;
                 break;
             }
             Ok(true)
@@ -653,9 +677,10 @@ macro_rules! transitions {
             check_run(from, to)?;
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            let actual = lock_run(&mut tx, run_id)
+            let mut locked = lock_run(&mut tx, run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let actual = locked.run.status;
             if actual != from {
                 return Err(Error::RunNotIn {
                     run_id: run_id.to_owned(),
@@ -667,7 +692,7 @@ macro_rules! transitions {
             let run = run_move(&mut tx, run_id, from, to, error, now, &mut events, &mut wakes)
                 .await?;
             push_jobs(&mut tx, &wakes).await?;
-            append(&mut tx, run_id, &events, now).await?;
+            append_at(&mut tx, run_id, &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok(run)
         }
@@ -752,9 +777,10 @@ macro_rules! transitions {
             let now = now_ms();
             let expires = plus(now, lease_for);
             let mut tx = begin(pool).await?;
-            let run_status = lock_run(&mut tx, run_id)
+            let mut locked = lock_run(&mut tx, run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let run_status = locked.run.status;
             let active = matches!(run_status, RunStatus::Running | RunStatus::Waiting);
             let row = if active {
                 sqlx::query_as::<_, StepRow>(
@@ -801,7 +827,7 @@ macro_rules! transitions {
             if run_status == RunStatus::Waiting {
                 run_settle(&mut tx, run_id, &mut events).await?;
             }
-            append(&mut tx, run_id, &events, now).await?;
+            append_at(&mut tx, run_id, &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok(step)
         }
@@ -865,23 +891,29 @@ macro_rules! transitions {
             }
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            let run_status = lock_run(&mut tx, guard.run_id())
+            let mut locked = lock_run(&mut tx, guard.run_id())
                 .await?
                 .ok_or_else(|| Error::RunNotFound(guard.run_id().to_owned()))?;
             let (mut events, mut wakes) = (Vec::new(), Vec::new());
+            let mut handover = claim.map(|claim| Handover {
+                claim,
+                expires: plus(now, claim.lease_for),
+                taken: None,
+            });
             let step = finish_in(
-                &mut tx, run_status, guard, finish, decide, now, &mut events, &mut wakes,
+                &mut tx, &locked.run, guard, finish, decide, now, &mut events, &mut wakes,
+                handover.as_mut(),
             )
             .await?;
-            let next = match claim {
-                Some(claim) => {
-                    claim_woken(&mut tx, guard.run_id(), claim, now, &mut events, &mut wakes)
+            let next = match handover {
+                Some(handover) => {
+                    claim_woken(&mut tx, guard.run_id(), handover, now, &mut events, &mut wakes)
                         .await?
                 }
                 None => None,
             };
             push_jobs(&mut tx, &wakes).await?;
-            append(&mut tx, guard.run_id(), &events, now).await?;
+            append_at(&mut tx, guard.run_id(), &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok((step, next))
         }
@@ -914,18 +946,26 @@ macro_rules! transitions {
             .await?)
         }
 
-        /// Claims for `claim.worker` the first step of `run_id` that this transaction made
-        /// ready (instead of pushing its job), with its `step.running` event. The run is
-        /// active, since it has a step ready; its status needs no settling.
+        /// The hand-over's claim for `claim.worker`: the step the decision claimed as it
+        /// readied it, or else the first step of `run_id` that this transaction made ready
+        /// (instead of pushing its job), with its `step.running` event. The run is active,
+        /// since it has a step ready; its status needs no settling.
         async fn claim_woken(
             tx: &mut Conn,
             run_id: &str,
-            claim: &ClaimNext,
+            handover: Handover<'_>,
             now: i64,
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
         ) -> Result<Option<StepRun>> {
-            let expires = plus(now, claim.lease_for);
+            let Handover {
+                claim,
+                expires,
+                taken,
+            } = handover;
+            if taken.is_some() {
+                return Ok(taken);
+            }
             let at = wakes
                 .iter()
                 .position(|w| w.job.run_id == run_id && w.at_ms.is_none());
@@ -954,12 +994,13 @@ macro_rules! transitions {
                 // transitioning (Postgres): many workers' slots on one run would queue on
                 // its lock, one transition at a time. Its `step.running` goes to that
                 // run's chain, in this transaction.
-                if let Some(other) = lock_other_ready_run(tx, run_id, now).await?
-                    && let Some(row) = claim_any_ready(tx, &other, claim, expires, now).await?
+                if let Some(mut other) = lock_other_ready_run(tx, run_id, now).await?
+                    && let Some(row) =
+                        claim_any_ready(tx, &other.run.id, claim, expires, now).await?
                 {
                     let step: StepRun = row.try_into()?;
                     let running = running_event(&step, &claim.worker, expires);
-                    append(tx, &other, &[running], now).await?;
+                    append_at(tx, &other.run.id, &mut other.head, &[running], now).await?;
                     return Ok(Some(step));
                 }
                 // Else another ready, due step of this run: its job is still queued, and
@@ -990,15 +1031,17 @@ macro_rules! transitions {
         #[allow(clippy::too_many_arguments)]
         async fn finish_in(
             tx: &mut Conn,
-            run_status: RunStatus,
+            run: &Run,
             guard: &Guard,
             finish: &Finish,
             decide: &dyn Decide,
             now: i64,
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
+            mut handover: Option<&mut Handover<'_>>,
         ) -> Result<StepRun> {
             let (run_id, step_id) = (guard.run_id(), guard.step_id());
+            let run_status = run.status;
             let (g_status, g_worker, g_attempt) = guard_binds(guard);
             let row = sqlx::query_as::<_, StepRow>(guarded!(
                 "status = $6, outputs = $7, checkpoint = COALESCE($8, checkpoint), \
@@ -1034,22 +1077,33 @@ macro_rules! transitions {
                     })).collect::<Vec<_>>(),
                 }),
             ));
-            apply_decisions(tx, run_id, step_id, &finish.then, now, events, wakes).await?;
+            apply_decisions(tx, run_id, step_id, &finish.then, now, events, wakes, None).await?;
             events.extend(finish.events.iter().cloned());
-            if let Some(to) = finish.run_status {
-                check_run(run_status, to)?;
-                run_move(tx, run_id, run_status, to, None, now, events, wakes).await?;
-            }
+            let moved;
+            let run = match finish.run_status {
+                Some(to) => {
+                    check_run(run_status, to)?;
+                    moved = run_move(tx, run_id, run_status, to, None, now, events, wakes).await?;
+                    &moved
+                }
+                None => run,
+            };
             let ended = Ended {
                 step_id,
                 status: finish.status,
             };
-            advance(tx, run_id, step_id, Some(ended), decide, now, events, wakes).await?;
-            // With a step of the run made ready, settling could only move a waiting run to
-            // running; a run that was running needs no look (two round trips a hop).
-            let readied = wakes
-                .iter()
-                .any(|w| w.job.run_id == run_id && w.at_ms.is_none());
+            advance(
+                tx, run, step_id, Some(ended), decide, now, events, wakes,
+                handover.as_deref_mut(),
+            )
+            .await?;
+            // With a step of the run made ready (or claimed), settling could only move a
+            // waiting run to running; a run that was running needs no look (two round
+            // trips a hop).
+            let readied = handover.is_some_and(|h| h.taken.is_some())
+                || wakes
+                    .iter()
+                    .any(|w| w.job.run_id == run_id && w.at_ms.is_none());
             if !(run_status == RunStatus::Running && readied) {
                 run_settle(tx, run_id, events).await?;
             }
@@ -1058,7 +1112,10 @@ macro_rules! transitions {
 
 
         /// Records the engine's decisions for pending steps: each is one guarded UPDATE
-        /// (`status = 'pending'`), a job for each ready one, an event for each.
+        /// (`status = 'pending'`), a job for each ready one, an event for each. With a
+        /// `handover` not yet taken, the first step made ready is claimed by the same
+        /// UPDATE instead (its `step.ready` and `step.running` events both recorded, no job).
+        #[allow(clippy::too_many_arguments)]
         async fn apply_decisions(
             conn: &mut Conn,
             run_id: &str,
@@ -1067,10 +1124,42 @@ macro_rules! transitions {
             now: i64,
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
+            mut handover: Option<&mut Handover<'_>>,
         ) -> Result<()> {
             for d in then {
                 check_step(StepStatus::Pending, d.status)?;
                 let ready = d.status == StepStatus::Ready;
+                if ready
+                    && let Some(h) = handover.as_deref_mut().filter(|h| h.taken.is_none())
+                {
+                    let row = sqlx::query_as::<_, StepRow>(
+                        "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+                         lease_owner = $3, lease_expires_at = $4, ready_at = NULL, \
+                         error = $5, started_at = COALESCE(started_at, $6) \
+                         WHERE run_id = $1 AND step_id = $2 AND status = 'pending' \
+                         RETURNING *",
+                    )
+                    .bind(run_id)
+                    .bind(&d.step_id)
+                    .bind(&h.claim.worker)
+                    .bind(h.expires)
+                    .bind(d.error.as_deref())
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(row) = row {
+                        let step: StepRun = row.try_into()?;
+                        events.push(NewEvent::step(
+                            "step.ready",
+                            &d.step_id,
+                            step.attempt - 1,
+                            json!({ "decided_after": after, "error": d.error }),
+                        ));
+                        events.push(running_event(&step, &h.claim.worker, h.expires));
+                        h.taken = Some(step);
+                        continue;
+                    }
+                }
                 let decided: Option<i32> = sqlx::query_scalar(
                     "UPDATE step_runs SET status = $3, ready_at = $4, error = $5, \
                      finished_at = $6 \
@@ -1112,15 +1201,16 @@ macro_rules! transitions {
         #[allow(clippy::too_many_arguments)]
         async fn advance(
             conn: &mut Conn,
-            run_id: &str,
+            run: &Run,
             after: &str,
             ended: Option<Ended<'_>>,
             decide: &dyn Decide,
             now: i64,
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
+            handover: Option<&mut Handover<'_>>,
         ) -> Result<()> {
-            let run = fetch_run_to_decide(conn, run_id).await?;
+            let run_id = run.id.as_str();
             if run.status.is_terminal() {
                 return Ok(());
             }
@@ -1129,7 +1219,7 @@ macro_rules! transitions {
                 && let Some(ids) = decide.reads_after(&ended)
             {
                 let rows = steps_by_ids(conn, run_id, &ids).await?;
-                partial = decide.decide_after(&run, &ended, &rows);
+                partial = decide.decide_after(run, &ended, &rows);
             }
             // A partial answer that starts nothing may be the run's last transition: only
             // when no main step is still open does the whole view have to be read.
@@ -1142,13 +1232,17 @@ macro_rules! transitions {
                     .bind(run_id)
                     .fetch_all(&mut *conn)
                     .await?;
-                    decide.decide(&run, &convert(rows)?)
+                    decide.decide(run, &convert(rows)?)
                 }
             };
             if adv.is_empty() {
                 return Ok(());
             }
-            apply_decisions(conn, run_id, after, &adv.then, now, events, wakes).await?;
+            // The hand-over claims a step as the decision readies it only when nothing
+            // after that in this transaction can cancel it again (the run ending, the
+            // decision's cancels); otherwise `claim_woken` claims after all of it.
+            let handover = handover.filter(|_| adv.run_status.is_none() && adv.cancel.is_empty());
+            apply_decisions(conn, run_id, after, &adv.then, now, events, wakes, handover).await?;
             for step_id in &adv.cancel {
                 let cancelled: Option<i32> = sqlx::query_scalar(
                     "UPDATE step_runs SET status = 'cancelled', lease_owner = NULL, \
@@ -1256,15 +1350,18 @@ macro_rules! transitions {
         ) -> Result<Run> {
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            lock_run(&mut tx, run_id)
+            let mut locked = lock_run(&mut tx, run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
             let (mut events, mut wakes) = (Vec::new(), Vec::new());
-            advance(&mut tx, run_id, "(advance)", None, decide, now, &mut events, &mut wakes)
-                .await?;
+            advance(
+                &mut tx, &locked.run, "(advance)", None, decide, now, &mut events, &mut wakes,
+                None,
+            )
+            .await?;
             run_settle(&mut tx, run_id, &mut events).await?;
             push_jobs(&mut tx, &wakes).await?;
-            append(&mut tx, run_id, &events, now).await?;
+            append_at(&mut tx, run_id, &mut locked.head, &events, now).await?;
             let run = fetch_run(&mut tx, run_id).await?;
             tx.commit().await?;
             Ok(run)
@@ -1282,9 +1379,10 @@ macro_rules! transitions {
         ) -> Result<Run> {
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            let status = lock_run(&mut tx, run_id)
+            let mut locked = lock_run(&mut tx, run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let status = locked.run.status;
             let (mut events, mut wakes) = (Vec::new(), Vec::new());
             events.push(NewEvent::run(
                 "run.cancel_requested",
@@ -1318,8 +1416,11 @@ macro_rules! transitions {
                             json!({ "reason": "run cancelled", "by": by }),
                         ));
                     }
-                    advance(&mut tx, run_id, "(cancel)", None, decide, now, &mut events, &mut wakes)
-                        .await?;
+                    advance(
+                        &mut tx, &locked.run, "(cancel)", None, decide, now, &mut events,
+                        &mut wakes, None,
+                    )
+                    .await?;
                     run_settle(&mut tx, run_id, &mut events).await?;
                 }
                 actual => {
@@ -1331,7 +1432,7 @@ macro_rules! transitions {
                 }
             }
             push_jobs(&mut tx, &wakes).await?;
-            append(&mut tx, run_id, &events, now).await?;
+            append_at(&mut tx, run_id, &mut locked.head, &events, now).await?;
             let run = fetch_run(&mut tx, run_id).await?;
             tx.commit().await?;
             Ok(run)
@@ -1351,13 +1452,13 @@ macro_rules! transitions {
             let guard = Guard::Lease(lease.clone());
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            lock_run(&mut tx, &lease.run_id)
+            let mut locked = lock_run(&mut tx, &lease.run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(lease.run_id.clone()))?;
             let (_, events) =
                 park_in(&mut tx, &guard, until.map(millis), Some(child.id.as_str())).await?;
             let run = run_insert(&mut tx, child, now).await?;
-            append(&mut tx, &lease.run_id, &events, now).await?;
+            append_at(&mut tx, &lease.run_id, &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok(run)
         }
@@ -1395,9 +1496,10 @@ macro_rules! transitions {
         ) -> Result<(StepRun, Vec<StepDecision>)> {
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            let run_status = lock_run(&mut tx, run_id)
+            let mut locked = lock_run(&mut tx, run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
+            let run_status = locked.run.status;
             if !matches!(run_status, RunStatus::Running | RunStatus::Waiting) {
                 return Err(Error::RunNotIn {
                     run_id: run_id.to_owned(),
@@ -1471,8 +1573,8 @@ macro_rules! transitions {
                         step_id: step_id.to_owned(),
                     };
                     finish_in(
-                        &mut tx, run_status, &guard, &finish, decide, now, &mut events,
-                        &mut wakes,
+                        &mut tx, &locked.run, &guard, &finish, decide, now, &mut events,
+                        &mut wakes, None,
                     )
                     .await?
                 }
@@ -1486,7 +1588,7 @@ macro_rules! transitions {
                 .try_into()?,
             };
             push_jobs(&mut tx, &wakes).await?;
-            append(&mut tx, run_id, &events, now).await?;
+            append_at(&mut tx, run_id, &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok((step, decisions))
         }
@@ -1515,7 +1617,7 @@ macro_rules! transitions {
             let now = now_ms();
             let ready_at = millis(retry.ready_at).max(now);
             let mut tx = begin(pool).await?;
-            lock_run(&mut tx, &lease.run_id)
+            let mut locked = lock_run(&mut tx, &lease.run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(lease.run_id.clone()))?;
             let row = sqlx::query_as::<_, StepRow>(guarded!(
@@ -1545,7 +1647,7 @@ macro_rules! transitions {
                 lease.attempt,
                 json!({ "worker": lease.worker, "error": retry.error, "ready_at": ready_at }),
             );
-            append(&mut tx, &lease.run_id, &[event], now).await?;
+            append_at(&mut tx, &lease.run_id, &mut locked.head, &[event], now).await?;
             tx.commit().await?;
             Ok(step)
         }
@@ -1558,11 +1660,11 @@ macro_rules! transitions {
             check_step(guard.status(), StepStatus::Waiting)?;
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            lock_run(&mut tx, guard.run_id())
+            let mut locked = lock_run(&mut tx, guard.run_id())
                 .await?
                 .ok_or_else(|| Error::RunNotFound(guard.run_id().to_owned()))?;
             let (step, events) = park_in(&mut tx, guard, until.map(millis), None).await?;
-            append(&mut tx, guard.run_id(), &events, now).await?;
+            append_at(&mut tx, guard.run_id(), &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok(step)
         }
@@ -1625,9 +1727,9 @@ macro_rules! transitions {
                 // transition. A run locked by someone else (a worker finishing a step, another
                 // reaper) is skipped, not waited for: the next tick sees it again.
                 let mut tx = begin(pool).await?;
-                if try_lock_run(&mut tx, &run_id).await?.is_none() {
+                let Some(mut locked) = try_lock_run(&mut tx, &run_id).await? else {
                     continue;
-                }
+                };
                 // Due since its lease expired, not from the reaper's `now`, which may run ahead
                 // of the clock a claimant checks `ready_at` against.
                 let attempt: Option<i32> = sqlx::query_scalar(
@@ -1650,7 +1752,7 @@ macro_rules! transitions {
                     attempt,
                     json!({ "worker": owner }),
                 );
-                append(&mut tx, &run_id, &[event], now).await?;
+                append_at(&mut tx, &run_id, &mut locked.head, &[event], now).await?;
                 tx.commit().await?;
                 reaped.push(Lease {
                     run_id,
@@ -1673,7 +1775,7 @@ macro_rules! transitions {
             let guard = Guard::Lease(lease.clone());
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            lock_run(&mut tx, &lease.run_id)
+            let mut locked = lock_run(&mut tx, &lease.run_id)
                 .await?
                 .ok_or_else(|| Error::RunNotFound(lease.run_id.clone()))?;
             let (step, mut events) = park_in(&mut tx, &guard, None, None).await?;
@@ -1681,7 +1783,7 @@ macro_rules! transitions {
                 0,
                 NewEvent::step("step.escalated", &lease.step_id, lease.attempt, data),
             );
-            append(&mut tx, &lease.run_id, &events, now).await?;
+            append_at(&mut tx, &lease.run_id, &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok(step)
         }

@@ -7,10 +7,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::error::Result;
-use super::model::{StepRow, StepRun};
+use super::model::{Locked, LockedRow, StepRow, StepRun};
 use super::ops::{QUEUE, Wake};
 use super::schedule_model::Held;
-use crate::state::RunStatus;
 
 type Pool = PgPool;
 type Db = Postgres;
@@ -30,43 +29,94 @@ async fn begin_read(pool: &Pool) -> Result<Transaction<'static, Postgres>> {
 /// The run's append lock. `FOR NO KEY UPDATE` rather than `FOR UPDATE`: it excludes every
 /// other transition of this run but not the foreign-key checks of inserts that reference
 /// the run row (`FOR KEY SHARE`).
-async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE")
+///
+/// The run row and its chain head (`run_heads`) are read in the same statement, and both
+/// rows are locked: a statement that waited for a lock returns the newest version of every
+/// row it locks (read committed's recheck), whereas a row it only read would be the one in
+/// the snapshot taken before the wait, and the head of a chain the previous holder had
+/// just extended would be stale. Only run-lock holders move a head, so locking it too
+/// never waits on anything the run lock did not. A run with no event yet has no head row
+/// (an inner join is required for the lock): the second statement takes the lock then.
+async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<Locked>> {
+    let row = sqlx::query_as::<_, LockedRow>(concat!(
+        "SELECT ",
+        run_to_decide!(),
+        ", h.seq AS head_seq, h.hash AS head_hash \
+         FROM runs r JOIN run_heads h ON h.run_id = r.id WHERE r.id = $1 \
+         FOR NO KEY UPDATE OF r, h"
+    ))
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let row = match row {
+        Some(row) => Some(row),
+        None => {
+            sqlx::query_as::<_, LockedRow>(concat!(
+                "SELECT ",
+                run_to_decide!(),
+                ", NULL::bigint AS head_seq, NULL AS head_hash \
+                 FROM runs r WHERE r.id = $1 FOR NO KEY UPDATE OF r"
+            ))
             .bind(run_id)
             .fetch_optional(&mut *conn)
-            .await?;
-    Ok(status.map(|s| s.parse()).transpose()?)
+            .await?
+        }
+    };
+    row.map(Locked::try_from).transpose()
 }
 
 /// `lock_run` for the reaper: `SKIP LOCKED`, so concurrent reapers (and a reaper racing a
 /// worker that is finishing a step of the same run) never wait on each other. `None` when
-/// the run is busy.
-async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED")
-            .bind(run_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(status.map(|s| s.parse()).transpose()?)
+/// the run is busy (or has no event yet, which only its creating transaction sees).
+async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<Locked>> {
+    sqlx::query_as::<_, LockedRow>(concat!(
+        "SELECT ",
+        run_to_decide!(),
+        ", h.seq AS head_seq, h.hash AS head_hash \
+         FROM runs r JOIN run_heads h ON h.run_id = r.id WHERE r.id = $1 \
+         FOR NO KEY UPDATE OF r, h SKIP LOCKED"
+    ))
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(Locked::try_from)
+    .transpose()
 }
 
+/// The columns of a run as a decision reads it, from `runs r`: all but the definition,
+/// which deciding never needs (the decider holds the compiled plan) and which, for a large
+/// playbook, would cost more to read on every transition than the rest of the row.
+macro_rules! run_to_decide {
+    () => {
+        "r.id, r.playbook, r.content_hash, '' AS definition, r.params, r.starter, r.trigger, \
+         r.status, r.lock_key, r.parent_run_id, r.parent_step_id, r.created_at, r.started_at, \
+         r.finished_at, r.error"
+    };
+}
+use run_to_decide;
+
 /// Another running run, not `run_id`, with a step ready and due, whose lock nobody holds:
-/// locked (`SKIP LOCKED`, so this never waits, and two transactions that each hold one
-/// run and look for another never wait on each other) and returned. Lets a finishing
-/// worker take its next step from a run nobody is transitioning, instead of queueing on
-/// the lock of its own run behind the other workers' transitions of it.
-async fn lock_other_ready_run(conn: &mut Conn, run_id: &str, now: i64) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT r.id FROM runs r WHERE r.status = 'running' AND r.id <> $1 \
+/// locked with its head (`SKIP LOCKED`, so this never waits, and two transactions that each
+/// hold one run and look for another never wait on each other) and returned. Lets a
+/// finishing worker take its next step from a run nobody is transitioning, instead of
+/// queueing on the lock of its own run behind the other workers' transitions of it.
+async fn lock_other_ready_run(conn: &mut Conn, run_id: &str, now: i64) -> Result<Option<Locked>> {
+    sqlx::query_as::<_, LockedRow>(concat!(
+        "SELECT ",
+        run_to_decide!(),
+        ", h.seq AS head_seq, h.hash AS head_hash \
+         FROM runs r JOIN run_heads h ON h.run_id = r.id \
+         WHERE r.status = 'running' AND r.id <> $1 \
          AND EXISTS (SELECT 1 FROM step_runs s WHERE s.run_id = r.id \
                      AND s.status = 'ready' AND s.ready_at <= $2) \
-         LIMIT 1 FOR NO KEY UPDATE OF r SKIP LOCKED",
-    )
+         LIMIT 1 FOR NO KEY UPDATE OF r, h SKIP LOCKED"
+    ))
     .bind(run_id)
     .bind(now)
     .fetch_optional(&mut *conn)
-    .await?)
+    .await?
+    .map(Locked::try_from)
+    .transpose()
 }
 
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement

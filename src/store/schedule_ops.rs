@@ -834,17 +834,18 @@ macro_rules! schedule_transitions {
             check_step(guard.status(), finish.status)?;
             let now = now_ms();
             let mut tx = begin(pool).await?;
-            let run_status = lock_run(&mut tx, guard.run_id())
+            let mut locked = lock_run(&mut tx, guard.run_id())
                 .await?
                 .ok_or_else(|| Error::RunNotFound(guard.run_id().to_owned()))?;
             let (mut events, mut wakes) = (Vec::new(), Vec::new());
             let step = finish_in(
-                &mut tx, run_status, guard, finish, decide, now, &mut events, &mut wakes,
+                &mut tx, &locked.run, guard, finish, decide, now, &mut events, &mut wakes,
+                None,
             )
             .await?;
             schedule_insert(&mut tx, followup, now).await?;
             push_jobs(&mut tx, &wakes).await?;
-            append(&mut tx, guard.run_id(), &events, now).await?;
+            append_at(&mut tx, guard.run_id(), &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok(step)
         }

@@ -10,10 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::error::Result;
-use super::model::{StepRow, StepRun};
+use super::model::{Locked, LockedRow, StepRow, StepRun};
 use super::ops::{QUEUE, Wake};
 use super::schedule_model::Held;
-use crate::state::RunStatus;
 
 type Pool = SqlitePool;
 type Db = Sqlite;
@@ -31,20 +30,27 @@ async fn begin_read(pool: &Pool) -> Result<Transaction<'static, Sqlite>> {
 
 /// Postgres' `lock_other_ready_run`: SQLite has one writer, so no other run's
 /// transitions can be waiting on this one's; a worker stays with its run.
-async fn lock_other_ready_run(_: &mut Conn, _: &str, _: i64) -> Result<Option<String>> {
+async fn lock_other_ready_run(_: &mut Conn, _: &str, _: i64) -> Result<Option<Locked>> {
     Ok(None)
 }
 
-/// The run's status; the write transaction already excludes every other writer.
-async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(status.map(|s| s.parse()).transpose()?)
+/// The run as a decision sees it (no definition) and its chain head; the write
+/// transaction already excludes every other writer.
+async fn lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<Locked>> {
+    sqlx::query_as::<_, LockedRow>(
+        "SELECT r.id, r.playbook, r.content_hash, '' AS definition, r.params, r.starter, \
+         r.trigger, r.status, r.lock_key, r.parent_run_id, r.parent_step_id, r.created_at, \
+         r.started_at, r.finished_at, r.error, h.seq AS head_seq, h.hash AS head_hash \
+         FROM runs r LEFT JOIN run_heads h ON h.run_id = r.id WHERE r.id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(Locked::try_from)
+    .transpose()
 }
 
-async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<RunStatus>> {
+async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<Locked>> {
     lock_run(conn, run_id).await
 }
 
