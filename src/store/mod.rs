@@ -107,13 +107,25 @@ impl Store {
     /// Opens the store named by `url` (`postgres://...`, `postgresql://...` or
     /// `sqlite://PATH`) and applies every pending migration, ours and apalis'.
     ///
+    /// No pool tests a connection before handing it out (`test_before_acquire(false)`):
+    /// sqlx's test is a round trip of its own on every acquire (a Sync answered by
+    /// ReadyForQuery on Postgres, a hop to SQLite's connection thread), one more for every
+    /// transaction and every read. A connection the server dropped (a restart, a killed
+    /// backend) fails its next statement instead and is closed by sqlx; the engine retries
+    /// what must survive a database fault (`engine::worker`'s `until_answered`).
+    ///
     /// SQLite is opened for durability: WAL journal, `synchronous = FULL` (a committed step
     /// result survives power loss), a busy timeout (for other processes on the same file),
     /// foreign keys on, one connection per process; the file's directory is created if
     /// missing.
     pub async fn connect(url: &str) -> Result<Store> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Store::Postgres(PgPoolOptions::new().connect(url).await?)
+            Store::Postgres(
+                PgPoolOptions::new()
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await?,
+            )
         } else if url.starts_with("sqlite://") && !url.contains(":memory:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -129,6 +141,7 @@ impl Store {
             Store::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?,
             )
@@ -179,6 +192,7 @@ impl Store {
             Store::Postgres(pool) => {
                 let queue = PgPoolOptions::new()
                     .max_connections(QUEUE_CONNECTIONS)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("SET synchronous_commit = off")

@@ -396,6 +396,20 @@ impl TryFrom<RunRow> for Run {
     }
 }
 
+/// What a run's open steps say, read with its lock by one statement (`census`): valid
+/// until the transaction changes a step or the run's status.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Census {
+    /// The run's status as the transaction sees it.
+    pub status: crate::state::RunStatus,
+    /// A step is ready or running.
+    pub active: bool,
+    /// A step is waiting (for a person, a timer, a child run).
+    pub waiting: bool,
+    /// A main step is still pending, ready, running or waiting.
+    pub main_open: bool,
+}
+
 /// A run row read with its lock, as a decision sees it (no definition), and the head of
 /// its evidence chain (`head_seq` is `None` for a run with no event yet).
 #[derive(Debug, sqlx::FromRow)]

@@ -349,6 +349,20 @@ macro_rules! transitions {
             events: &[NewEvent],
             now: i64,
         ) -> Result<Vec<Event>> {
+            let out = chain_at(run_id, head, events, now)?;
+            insert_events(conn, &out, now).await?;
+            Ok(out)
+        }
+
+        /// The rows that append `events` to the chain after `head` (hashed, not yet
+        /// written), and `head` moved to the last of them. The caller holds the run's
+        /// lock and inserts the rows with [`insert_events`] in the same transaction.
+        fn chain_at(
+            run_id: &str,
+            head: &mut Head,
+            events: &[NewEvent],
+            now: i64,
+        ) -> Result<Vec<Event>> {
             if events.is_empty() {
                 return Ok(Vec::new());
             }
@@ -379,15 +393,27 @@ macro_rules! transitions {
                     hash,
                 });
             }
-            // One statement for all of a transaction's events (a finish that decides a
-            // fan-out appends dozens): one round trip instead of one per event.
-            for chunk in out.chunks($crate::store::ops::APPEND_BATCH) {
+            if let Some(last) = out.last() {
+                *head = Head {
+                    seq: last.seq,
+                    hash: last.hash.clone(),
+                };
+            }
+            Ok(out)
+        }
+
+        /// Inserts chained rows (see [`chain_at`]), of one run or of several, all stamped
+        /// `now`: one statement for all of a transaction's events (a finish that decides a
+        /// fan-out appends dozens, a hand-over to another run appends to two chains), one
+        /// round trip instead of one per event or per run.
+        async fn insert_events(conn: &mut Conn, rows: &[Event], now: i64) -> Result<()> {
+            for chunk in rows.chunks($crate::store::ops::APPEND_BATCH) {
                 let mut insert = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO events \
                      (run_id, seq, at, kind, step_id, attempt, data, prev_hash, hash) ",
                 );
                 insert.push_values(chunk, |mut row, e| {
-                    row.push_bind(run_id)
+                    row.push_bind(e.run_id.as_str())
                         .push_bind(e.seq)
                         .push_bind(now)
                         .push_bind(e.kind.as_str())
@@ -399,13 +425,7 @@ macro_rules! transitions {
                 });
                 insert.build().execute(&mut *conn).await?;
             }
-            if let Some(last) = out.last() {
-                *head = Head {
-                    seq: last.seq,
-                    hash: last.hash.clone(),
-                };
-            }
-            Ok(out)
+            Ok(())
         }
 
         pub(in crate::store) async fn events_append(
@@ -825,7 +845,7 @@ macro_rules! transitions {
             let mut events = vec![running_event(&step, worker, expires)];
             // A step now runs: a waiting run is running again; a running one stays so.
             if run_status == RunStatus::Waiting {
-                run_settle(&mut tx, run_id, &mut events).await?;
+                run_settle(&mut tx, run_id, &mut events, None).await?;
             }
             append_at(&mut tx, run_id, &mut locked.head, &events, now).await?;
             tx.commit().await?;
@@ -905,15 +925,23 @@ macro_rules! transitions {
                 handover.as_mut(),
             )
             .await?;
+            // Another run's `step.running`, when the hand-over went there: inserted with
+            // this run's events, in one statement.
+            let mut other_rows = Vec::new();
             let next = match handover {
                 Some(handover) => {
-                    claim_woken(&mut tx, guard.run_id(), handover, now, &mut events, &mut wakes)
-                        .await?
+                    claim_woken(
+                        &mut tx, guard.run_id(), handover, now, &mut events, &mut wakes,
+                        &mut other_rows,
+                    )
+                    .await?
                 }
                 None => None,
             };
             push_jobs(&mut tx, &wakes).await?;
-            append_at(&mut tx, guard.run_id(), &mut locked.head, &events, now).await?;
+            let mut rows = chain_at(guard.run_id(), &mut locked.head, &events, now)?;
+            rows.append(&mut other_rows);
+            insert_events(&mut tx, &rows, now).await?;
             tx.commit().await?;
             Ok((step, next))
         }
@@ -949,7 +977,9 @@ macro_rules! transitions {
         /// The hand-over's claim for `claim.worker`: the step the decision claimed as it
         /// readied it, or else the first step of `run_id` that this transaction made ready
         /// (instead of pushing its job), with its `step.running` event. The run is active,
-        /// since it has a step ready; its status needs no settling.
+        /// since it has a step ready; its status needs no settling. A step claimed in
+        /// another run has its `step.running` chained onto that run's head into
+        /// `other_rows`, for the caller to insert with this run's events.
         async fn claim_woken(
             tx: &mut Conn,
             run_id: &str,
@@ -957,6 +987,7 @@ macro_rules! transitions {
             now: i64,
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
+            other_rows: &mut Vec<Event>,
         ) -> Result<Option<StepRun>> {
             let Handover {
                 claim,
@@ -1000,7 +1031,7 @@ macro_rules! transitions {
                 {
                     let step: StepRun = row.try_into()?;
                     let running = running_event(&step, &claim.worker, expires);
-                    append_at(tx, &other.run.id, &mut other.head, &[running], now).await?;
+                    other_rows.extend(chain_at(&other.run.id, &mut other.head, &[running], now)?);
                     return Ok(Some(step));
                 }
                 // Else another ready, due step of this run: its job is still queued, and
@@ -1092,7 +1123,7 @@ macro_rules! transitions {
                 step_id,
                 status: finish.status,
             };
-            advance(
+            let unchanged = advance(
                 tx, run, step_id, Some(ended), decide, now, events, wakes,
                 handover.as_deref_mut(),
             )
@@ -1105,7 +1136,7 @@ macro_rules! transitions {
                     .iter()
                     .any(|w| w.job.run_id == run_id && w.at_ms.is_none());
             if !(run_status == RunStatus::Running && readied) {
-                run_settle(tx, run_id, events).await?;
+                run_settle(tx, run_id, events, unchanged).await?;
             }
             Ok(step)
         }
@@ -1209,10 +1240,10 @@ macro_rules! transitions {
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
             handover: Option<&mut Handover<'_>>,
-        ) -> Result<()> {
+        ) -> Result<Option<$crate::store::model::Census>> {
             let run_id = run.id.as_str();
             if run.status.is_terminal() {
-                return Ok(());
+                return Ok(None);
             }
             let mut partial = None;
             if let Some(ended) = ended
@@ -1223,9 +1254,17 @@ macro_rules! transitions {
             }
             // A partial answer that starts nothing may be the run's last transition: only
             // when no main step is still open does the whole view have to be read.
+            let mut seen = None;
+            if partial.as_ref().is_some_and(|adv| adv.is_empty()) {
+                let c = census(conn, run_id).await?;
+                if !c.main_open {
+                    partial = None;
+                }
+                seen = Some(c);
+            }
             let adv = match partial {
-                Some(adv) if !adv.is_empty() || main_step_open(conn, run_id).await? => adv,
-                _ => {
+                Some(adv) => adv,
+                None => {
                     let rows = sqlx::query_as::<_, StepRow>(
                         "SELECT * FROM step_runs WHERE run_id = $1 ORDER BY position",
                     )
@@ -1236,7 +1275,8 @@ macro_rules! transitions {
                 }
             };
             if adv.is_empty() {
-                return Ok(());
+                // Nothing changed since the census (if one was read): it still holds.
+                return Ok(seen);
             }
             // The hand-over claims a step as the decision readies it only when nothing
             // after that in this transaction can cancel it again (the run ending, the
@@ -1289,18 +1329,33 @@ macro_rules! transitions {
                 )
                 .await?;
             }
-            Ok(())
+            Ok(None)
         }
 
-        /// Whether any main step of the run is still pending, ready, running or waiting.
-        async fn main_step_open(conn: &mut Conn, run_id: &str) -> Result<bool> {
-            Ok(sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 AND list = 'main' \
-                 AND status IN ('pending', 'ready', 'running', 'waiting'))",
-            )
-            .bind(run_id)
-            .fetch_one(&mut *conn)
-            .await?)
+        /// What the run's open steps say now, and the run's status, as this transaction
+        /// sees them: one statement of index probes (the open-steps index), whatever the
+        /// run's size. Read once for both questions a transition may ask (is a main step
+        /// still open? must the run's status move?).
+        async fn census(conn: &mut Conn, run_id: &str) -> Result<$crate::store::model::Census> {
+            let (status, active, waiting, main_open): (String, bool, bool, bool) =
+                sqlx::query_as(
+                    "SELECT r.status, \
+                     EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 \
+                             AND status IN ('ready', 'running')), \
+                     EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 AND status = 'waiting'), \
+                     EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 AND list = 'main' \
+                             AND status IN ('pending', 'ready', 'running', 'waiting')) \
+                     FROM runs r WHERE r.id = $1",
+                )
+                .bind(run_id)
+                .fetch_one(&mut *conn)
+                .await?;
+            Ok($crate::store::model::Census {
+                status: status.parse()?,
+                active,
+                waiting,
+                main_open,
+            })
         }
 
         /// Keeps the run's `running`/`waiting` status true to its steps: `waiting` when
@@ -1310,23 +1365,17 @@ macro_rules! transitions {
             conn: &mut Conn,
             run_id: &str,
             events: &mut Vec<NewEvent>,
+            known: Option<$crate::store::model::Census>,
         ) -> Result<()> {
-            // EXISTS over the open-steps index: two probes, whatever the run's size.
-            let (active, waiting): (bool, bool) = sqlx::query_as(
-                "SELECT \
-                 EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 \
-                         AND status IN ('ready', 'running')), \
-                 EXISTS (SELECT 1 FROM step_runs WHERE run_id = $1 AND status = 'waiting')",
-            )
-            .bind(run_id)
-            .fetch_one(&mut *conn)
-            .await?;
-            let (from, to) = if !active && waiting {
-                ("running", "waiting")
-            } else if active {
-                ("waiting", "running")
-            } else {
-                return Ok(());
+            let c = match known {
+                Some(c) => c,
+                None => census(conn, run_id).await?,
+            };
+            let (from, to) = match (c.status, c.active, c.waiting) {
+                (RunStatus::Running, false, true) => ("running", "waiting"),
+                (RunStatus::Waiting, true, _) => ("waiting", "running"),
+                // Already true to its steps (or ended): no write, no round trip.
+                _ => return Ok(()),
             };
             let moved = sqlx::query("UPDATE runs SET status = $3 WHERE id = $1 AND status = $2")
                 .bind(run_id)
@@ -1359,7 +1408,7 @@ macro_rules! transitions {
                 None,
             )
             .await?;
-            run_settle(&mut tx, run_id, &mut events).await?;
+            run_settle(&mut tx, run_id, &mut events, None).await?;
             push_jobs(&mut tx, &wakes).await?;
             append_at(&mut tx, run_id, &mut locked.head, &events, now).await?;
             let run = fetch_run(&mut tx, run_id).await?;
@@ -1421,7 +1470,7 @@ macro_rules! transitions {
                         &mut wakes, None,
                     )
                     .await?;
-                    run_settle(&mut tx, run_id, &mut events).await?;
+                    run_settle(&mut tx, run_id, &mut events, None).await?;
                 }
                 actual => {
                     return Err(Error::RunNotIn {
@@ -1703,7 +1752,7 @@ macro_rules! transitions {
                 data["child_run_id"] = json!(child);
             }
             let mut events = vec![NewEvent::step("step.waiting", step_id, step.attempt, data)];
-            run_settle(&mut *tx, run_id, &mut events).await?;
+            run_settle(&mut *tx, run_id, &mut events, None).await?;
             Ok((step, events))
         }
 
