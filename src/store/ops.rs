@@ -161,8 +161,8 @@ pub(super) fn guard_binds(guard: &Guard) -> (&'static str, Option<&str>, Option<
 #[allow(unused_imports)]
 pub(super) mod prelude {
     pub(in crate::store) use super::{
-        Handover, REAP_BATCH, Wake, check_new_run, check_run, check_step, guard_binds, guarded,
-        now_ms, plus,
+        Handover, REAP_BATCH, Wake, check_new_run, check_run, check_step, finish_set, guard_binds,
+        guarded, now_ms, plus,
     };
     pub(in crate::store) use crate::state::{RunStatus, StepStatus};
     pub(in crate::store) use crate::store::chain;
@@ -182,14 +182,23 @@ pub(super) mod prelude {
 /// The one guarded UPDATE shared by finish, retry and park: `$set` is the SET list, using
 /// parameters `$6` onwards; the guard (see [`guard_binds`]) is `$1` to `$5`.
 macro_rules! guarded {
-    ($set:literal) => {
+    ($($set:tt)+) => {
         concat!(
             "UPDATE step_runs SET ",
-            $set,
+            $($set)+,
             " WHERE run_id = $1 AND step_id = $2 AND status = $3 \
              AND ($4 IS NULL OR lease_owner = $4) AND ($5 IS NULL OR attempt = $5) \
              RETURNING *"
         )
+    };
+}
+
+/// The SET list of a finishing UPDATE (`guarded!`): parameters `$6` to `$10`.
+macro_rules! finish_set {
+    () => {
+        "status = $6, outputs = $7, checkpoint = COALESCE($8, checkpoint), \
+         error = $9, finished_at = $10, lease_owner = NULL, lease_expires_at = NULL, \
+         ready_at = NULL"
     };
 }
 
@@ -1074,11 +1083,21 @@ macro_rules! transitions {
             let (run_id, step_id) = (guard.run_id(), guard.step_id());
             let run_status = run.status;
             let (g_status, g_worker, g_attempt) = guard_binds(guard);
-            let row = sqlx::query_as::<_, StepRow>(guarded!(
-                "status = $6, outputs = $7, checkpoint = COALESCE($8, checkpoint), \
-                 error = $9, finished_at = $10, lease_owner = NULL, lease_expires_at = NULL, \
-                 ready_at = NULL"
-            ))
+            let ended = Ended {
+                step_id,
+                status: finish.status,
+            };
+            // A plain finish (no decisions of its own, no run status) changes nothing else
+            // before the decision reads the rows it needs: where the backend can
+            // (`FINISH_READING`), the finishing UPDATE returns them too, one round trip.
+            let reads = (finish.then.is_empty() && finish.run_status.is_none())
+                .then(|| decide.reads_after(&ended))
+                .flatten()
+                .filter(|ids| !ids.is_empty());
+            let reading = FINISH_READING.filter(|_| reads.is_some());
+            let mut finished = sqlx::query_as::<_, StepRow>(
+                reading.unwrap_or(guarded!(finish_set!())),
+            )
             .bind(run_id)
             .bind(step_id)
             .bind(g_status)
@@ -1088,13 +1107,24 @@ macro_rules! transitions {
             .bind(finish.outputs.as_ref().map(Json))
             .bind(finish.checkpoint.as_deref())
             .bind(finish.error.as_deref())
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
+            .bind(now);
+            if reading.is_some() {
+                finished = finished.bind(Json(reads.as_deref().unwrap_or_default()));
+            }
+            let mut rows: Vec<StepRun> = convert(finished.fetch_all(&mut *tx).await?)?;
+            let Some(at) = rows.iter().position(|r| r.step_id == step_id) else {
                 return Err(guard_error(&mut *tx, guard).await);
             };
-            let step: StepRun = row.try_into()?;
+            // The finished row is among the rows read when the decision asked for it.
+            let asked = reads
+                .as_ref()
+                .is_some_and(|ids| ids.iter().any(|id| id == step_id));
+            let step = if reading.is_some() && asked {
+                rows[at].clone()
+            } else {
+                rows.swap_remove(at)
+            };
+            let read = reading.map(|_| rows);
             events.push(NewEvent::step(
                 format!("step.{}", finish.status.as_str()),
                 step_id,
@@ -1119,13 +1149,9 @@ macro_rules! transitions {
                 }
                 None => run,
             };
-            let ended = Ended {
-                step_id,
-                status: finish.status,
-            };
             let unchanged = advance(
                 tx, run, step_id, Some(ended), decide, now, events, wakes,
-                handover.as_deref_mut(),
+                handover.as_deref_mut(), read,
             )
             .await?;
             // With a step of the run made ready (or claimed), settling could only move a
@@ -1240,6 +1266,7 @@ macro_rules! transitions {
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
             handover: Option<&mut Handover<'_>>,
+            read: Option<Vec<StepRun>>,
         ) -> Result<Option<$crate::store::model::Census>> {
             let run_id = run.id.as_str();
             if run.status.is_terminal() {
@@ -1249,7 +1276,11 @@ macro_rules! transitions {
             if let Some(ended) = ended
                 && let Some(ids) = decide.reads_after(&ended)
             {
-                let rows = steps_by_ids(conn, run_id, &ids).await?;
+                // The rows `ids` names, unless the caller read them already.
+                let rows = match read {
+                    Some(rows) => rows,
+                    None => steps_by_ids(conn, run_id, &ids).await?,
+                };
                 partial = decide.decide_after(run, &ended, &rows);
             }
             // A partial answer that starts nothing may be the run's last transition: only
@@ -1405,7 +1436,7 @@ macro_rules! transitions {
             let (mut events, mut wakes) = (Vec::new(), Vec::new());
             advance(
                 &mut tx, &locked.run, "(advance)", None, decide, now, &mut events, &mut wakes,
-                None,
+                None, None,
             )
             .await?;
             run_settle(&mut tx, run_id, &mut events, None).await?;
@@ -1467,7 +1498,7 @@ macro_rules! transitions {
                     }
                     advance(
                         &mut tx, &locked.run, "(cancel)", None, decide, now, &mut events,
-                        &mut wakes, None,
+                        &mut wakes, None, None,
                     )
                     .await?;
                     run_settle(&mut tx, run_id, &mut events, None).await?;
@@ -1839,4 +1870,4 @@ macro_rules! transitions {
     };
 }
 
-pub(super) use {guarded, transitions};
+pub(super) use {finish_set, guarded, transitions};

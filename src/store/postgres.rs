@@ -129,6 +129,20 @@ async fn lock_other_ready_run(conn: &mut Conn, run_id: &str, now: i64) -> Result
     .transpose()
 }
 
+/// A finishing UPDATE (`$1` to `$10`, see `ops::finish_set`) that also returns the rows of
+/// the run's steps named by `$11` (a JSON array) as the update leaves them: the finished
+/// row from the UPDATE itself, the others from the statement's snapshot, which is what a
+/// second statement would read, since the caller holds the run's lock and changes nothing
+/// in between. No row at all when the guard refused the update.
+const FINISH_READING: Option<&str> = Some(concat!(
+    "WITH f AS (",
+    super::ops::guarded!(super::ops::finish_set!()),
+    ") SELECT * FROM f UNION ALL \
+     SELECT s.* FROM step_runs s WHERE s.run_id = $1 AND s.step_id <> $2 \
+     AND s.step_id IN (SELECT jsonb_array_elements_text($11::jsonb)) \
+     AND EXISTS (SELECT 1 FROM f)"
+));
+
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement
 /// text is the same whatever the number of ids).
 async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {

@@ -54,6 +54,10 @@ async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<Locked>> {
     lock_run(conn, run_id).await
 }
 
+/// Postgres' finishing UPDATE that returns the rows a decision reads: SQLite has no
+/// UPDATE inside a `WITH`, so the rows are read by a second statement (`steps_by_ids`).
+const FINISH_READING: Option<&str> = None;
+
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement
 /// text is the same whatever the number of ids).
 async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {
