@@ -117,7 +117,7 @@ conformance!(
     decisions_are_recorded_once_and_finish_the_step_when_judged,
     decisions_on_a_step_not_waiting_or_an_ended_run_are_refused,
     finish_claiming_hands_the_next_ready_step_to_the_same_worker,
-    finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken,
+    finish_claiming_takes_another_ready_step_and_retires_its_job,
     finish_claiming_takes_a_ready_step_of_another_run_nobody_is_transitioning,
     partial_decisions_read_only_the_named_rows_and_fall_back_at_the_end,
 );
@@ -457,9 +457,7 @@ async fn finish_claiming_hands_the_next_ready_step_to_the_same_worker(db: Db) ->
     Ok(())
 }
 
-async fn finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken(
-    db: Db,
-) -> Result<()> {
+async fn finish_claiming_takes_another_ready_step_and_retires_its_job(db: Db) -> Result<()> {
     let store = &db.store;
     let (run, la, offer) = a_claimed_and_an_offer(store, StepStatus::Ready).await?;
     assert_eq!(store.step_status_of(&run.id, "b").await?, StepStatus::Ready);
@@ -475,9 +473,16 @@ async fn finish_claiming_takes_another_ready_step_whose_job_then_finds_it_taken(
     let b = next.context("b was taken")?;
     assert_eq!((b.step_id.as_str(), b.status), ("b", StepStatus::Running));
     assert_eq!((b.lease_owner.as_deref(), b.attempt), (Some("w9"), 1));
-    // Its job is still queued; whoever fetches it sees the step taken, and a claim of it
-    // is refused.
-    assert!(pending(store).await.contains(&pair(&run.id, "b")));
+    // Its job, queued when `b` became ready, is retired in the same transaction: no
+    // worker fetches it to find the step taken. Were it fetched first, its claim is refused.
+    assert!(!pending(store).await.contains(&pair(&run.id, "b")));
+    let b_jobs: Vec<String> = jobs(store)
+        .await
+        .into_iter()
+        .filter(|j| (j.job.run_id.as_str(), j.job.step_id.as_str()) == (run.id.as_str(), "b"))
+        .map(|j| j.status)
+        .collect();
+    assert_eq!(b_jobs, ["Done"], "b's one job, done without a fetch");
     assert_eq!(
         store.step_status_of(&run.id, "b").await?,
         StepStatus::Running
@@ -557,6 +562,10 @@ async fn finish_claiming_takes_a_ready_step_of_another_run_nobody_is_transitioni
                 ..
             })
         ));
+        assert!(
+            !pending(store).await.contains(&pair(&other.id, "x")),
+            "x's job is retired with the claim"
+        );
     } else {
         // One writer: no other run's transitions wait on this one's; nothing is taken.
         assert!(next.is_none(), "{next:?}");

@@ -462,6 +462,8 @@ pub(super) struct StepRow {
     idempotency_key: String,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    /// The last job pushed to wake the step (see `ops::Wake::id`); the store's own.
+    pub(super) job_id: Option<String>,
 }
 
 impl TryFrom<StepRow> for StepRun {

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::task_id::TaskId;
 use chrono::Utc;
 
 use super::error::{Error, Result};
@@ -61,6 +62,9 @@ pub(super) struct Handover<'a> {
 pub(super) struct Wake {
     pub(super) job: StepJob,
     pub(super) at_ms: Option<i64>,
+    /// The apalis job's id, chosen here so that the step row can name its job
+    /// (`step_runs.job_id`, see `push_jobs`) and a hand-over can retire it.
+    pub(super) id: String,
 }
 
 impl Wake {
@@ -72,6 +76,7 @@ impl Wake {
                 attempt,
             },
             at_ms,
+            id: ulid::Ulid::generate().to_string(),
         }
     }
 
@@ -81,7 +86,9 @@ impl Wake {
     /// step is due finds it not claimable.
     pub(super) fn task(&self) -> Task<Vec<u8>> {
         let payload = serde_json::to_vec(&self.job).expect("a StepJob always serializes");
-        let builder = TaskBuilder::new(payload).max_attempts(1);
+        let builder = TaskBuilder::new(payload)
+            .max_attempts(1)
+            .task_id(TaskId::from_string(self.id.clone()));
         match self.at_ms {
             Some(ms) => builder
                 .run_at_timestamp(ms.div_euclid(1000) as u64 + u64::from(ms % 1000 != 0))
@@ -89,6 +96,17 @@ impl Wake {
             None => builder.build(),
         }
     }
+}
+
+/// What `push_jobs` records on the woken steps' rows: each wake's run, step and job id,
+/// as a JSON array (one statement whatever the number of wakes).
+pub(super) fn wake_ids(wakes: &[Wake]) -> Vec<serde_json::Value> {
+    wakes
+        .iter()
+        .map(|w| {
+            serde_json::json!({ "run_id": w.job.run_id, "step_id": w.job.step_id, "job": w.id })
+        })
+        .collect()
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -199,6 +217,21 @@ macro_rules! finish_set {
         "status = $6, outputs = $7, checkpoint = COALESCE($8, checkpoint), \
          error = $9, finished_at = $10, lease_owner = NULL, lease_expires_at = NULL, \
          ready_at = NULL"
+    };
+}
+
+/// The hand-over's claim of the first ready, due step of run `$1` for worker `$2` until
+/// `$3`, at `$4` (see `claim_any_ready`).
+macro_rules! claim_any_ready_sql {
+    () => {
+        "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+         lease_owner = $2, lease_expires_at = $3, ready_at = NULL, \
+         started_at = COALESCE(started_at, $4) \
+         WHERE run_id = $1 AND step_id = (SELECT step_id FROM step_runs \
+           WHERE run_id = $1 AND status = 'ready' AND ready_at <= $4 \
+           ORDER BY ready_at, step_id LIMIT 1) \
+         AND status = 'ready' \
+         RETURNING *"
     };
 }
 
@@ -965,22 +998,22 @@ macro_rules! transitions {
             expires: i64,
             now: i64,
         ) -> Result<Option<StepRow>> {
-            Ok(sqlx::query_as::<_, StepRow>(
-                "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
-                 lease_owner = $2, lease_expires_at = $3, ready_at = NULL, \
-                 started_at = COALESCE(started_at, $4) \
-                 WHERE run_id = $1 AND step_id = (SELECT step_id FROM step_runs \
-                   WHERE run_id = $1 AND status = 'ready' AND ready_at <= $4 \
-                   ORDER BY ready_at, step_id LIMIT 1) \
-                 AND status = 'ready' \
-                 RETURNING *",
-            )
-            .bind(run_id)
-            .bind(&claim.worker)
-            .bind(expires)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?)
+            let mut claim_query = sqlx::query_as::<_, StepRow>(CLAIM_ANY_READY)
+                .bind(run_id)
+                .bind(&claim.worker)
+                .bind(expires)
+                .bind(now);
+            if CLAIM_RETIRES_JOB {
+                claim_query = claim_query.bind($crate::store::ops::QUEUE);
+            }
+            let row = claim_query.fetch_optional(&mut *tx).await?;
+            // The step's job is still queued: whoever fetched it would find the step taken.
+            if !CLAIM_RETIRES_JOB
+                && let Some(job_id) = row.as_ref().and_then(|r| r.job_id.as_deref())
+            {
+                retire_job(tx, job_id).await?;
+            }
+            Ok(row)
         }
 
         /// The hand-over's claim for `claim.worker`: the step the decision claimed as it
@@ -1870,4 +1903,4 @@ macro_rules! transitions {
     };
 }
 
-pub(super) use {finish_set, guarded, transitions};
+pub(super) use {claim_any_ready_sql, finish_set, guarded, transitions};

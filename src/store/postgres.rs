@@ -4,6 +4,7 @@
 //! row locks as the per-run append lock, apalis-postgres' queue, and job cleanup.
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::error::Result;
@@ -143,6 +144,17 @@ const FINISH_READING: Option<&str> = Some(concat!(
      AND EXISTS (SELECT 1 FROM f)"
 ));
 
+/// `ops::claim_any_ready`'s UPDATE, which also retires the claimed step's job (see
+/// [`retire_job`]) in the same statement; `$5` is the queue.
+const CLAIM_ANY_READY: &str = concat!(
+    "WITH c AS (",
+    super::ops::claim_any_ready_sql!(),
+    "), j AS (UPDATE apalis.jobs SET status = 'Done', done_at = now() \
+     WHERE id = (SELECT job_id FROM c) AND job_type = $5 AND status = 'Pending') \
+     SELECT * FROM c"
+);
+const CLAIM_RETIRES_JOB: bool = true;
+
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement
 /// text is the same whatever the number of ids).
 async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {
@@ -167,6 +179,29 @@ async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
     }
     let tasks = wakes.iter().map(Wake::task).collect();
     apalis_postgres::queries::push_tasks(conn, QUEUE, tasks).await?;
+    sqlx::query(
+        "UPDATE step_runs s SET job_id = w.job \
+         FROM jsonb_to_recordset($1::jsonb) AS w(run_id text, step_id text, job text) \
+         WHERE s.run_id = w.run_id AND s.step_id = w.step_id",
+    )
+    .bind(Json(super::ops::wake_ids(wakes)))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a step's job done before any worker fetched it: the step was claimed in a
+/// hand-over, so the job would only be fetched, found stale and acknowledged. A job some
+/// worker already fetched is left to it (it is no longer `Pending`).
+async fn retire_job(conn: &mut Conn, job_id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Done', done_at = now() \
+         WHERE id = $1 AND job_type = $2 AND status = 'Pending'",
+    )
+    .bind(job_id)
+    .bind(QUEUE)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

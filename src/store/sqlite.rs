@@ -58,6 +58,11 @@ async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<Locked>> {
 /// UPDATE inside a `WITH`, so the rows are read by a second statement (`steps_by_ids`).
 const FINISH_READING: Option<&str> = None;
 
+/// `ops::claim_any_ready`'s UPDATE; the claimed step's job is retired by a second
+/// statement ([`retire_job`]), since SQLite has no UPDATE inside a `WITH`.
+const CLAIM_ANY_READY: &str = super::ops::claim_any_ready_sql!();
+const CLAIM_RETIRES_JOB: bool = false;
+
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement
 /// text is the same whatever the number of ids).
 async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<Vec<StepRun>> {
@@ -77,8 +82,34 @@ async fn steps_by_ids(conn: &mut Conn, run_id: &str, ids: &[String]) -> Result<V
 
 /// Pushes the jobs on the caller's transaction: they commit or roll back with it.
 async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
+    if wakes.is_empty() {
+        return Ok(());
+    }
     let tasks: Vec<_> = wakes.iter().map(Wake::task).collect();
     apalis_sqlite::queries::push_tasks(conn, QUEUE, &tasks).await?;
+    sqlx::query(
+        "UPDATE step_runs SET job_id = w.job \
+         FROM (SELECT value ->> 'run_id' AS run_id, value ->> 'step_id' AS step_id, \
+                      value ->> 'job' AS job FROM json_each($1)) AS w \
+         WHERE step_runs.run_id = w.run_id AND step_runs.step_id = w.step_id",
+    )
+    .bind(sqlx::types::Json(super::ops::wake_ids(wakes)))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Postgres' `retire_job`, on apalis-sqlite's table (`done_at` in seconds, as its own
+/// acknowledgement writes it).
+async fn retire_job(conn: &mut Conn, job_id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE Jobs SET status = 'Done', done_at = strftime('%s', 'now') \
+         WHERE id = $1 AND job_type = $2 AND status = 'Pending'",
+    )
+    .bind(job_id)
+    .bind(QUEUE)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
