@@ -989,8 +989,9 @@ macro_rules! transitions {
         }
 
         /// Claims for `claim.worker` the first ready, due step of `run_id` (the caller
-        /// holds that run's lock); its job is still queued, and whoever fetches it finds
-        /// the step taken.
+        /// holds that run's lock), and retires the job queued to wake it (`retire_job`):
+        /// unless a worker fetched it already (then it finds the step taken), no worker
+        /// fetches, reads and acknowledges it for nothing.
         async fn claim_any_ready(
             tx: &mut Conn,
             run_id: &str,
@@ -1007,7 +1008,6 @@ macro_rules! transitions {
                 claim_query = claim_query.bind($crate::store::ops::QUEUE);
             }
             let row = claim_query.fetch_optional(&mut *tx).await?;
-            // The step's job is still queued: whoever fetched it would find the step taken.
             if !CLAIM_RETIRES_JOB
                 && let Some(job_id) = row.as_ref().and_then(|r| r.job_id.as_deref())
             {
@@ -1076,9 +1076,8 @@ macro_rules! transitions {
                     other_rows.extend(chain_at(&other.run.id, &mut other.head, &[running], now)?);
                     return Ok(Some(step));
                 }
-                // Else another ready, due step of this run: its job is still queued, and
-                // whoever fetches it finds it taken (a lock-free look, no transaction).
-                // One transaction per step instead of two.
+                // Else another ready, due step of this run, its job retired with the
+                // claim. One transaction per step instead of two.
                 claim_any_ready(tx, run_id, claim, expires, now).await?
             };
             let Some(row) = row else {
