@@ -999,15 +999,13 @@ macro_rules! transitions {
             expires: i64,
             now: i64,
         ) -> Result<Option<StepRow>> {
-            let mut claim_query = sqlx::query_as::<_, StepRow>(CLAIM_ANY_READY)
+            let row = sqlx::query_as::<_, StepRow>(CLAIM_ANY_READY)
                 .bind(run_id)
                 .bind(&claim.worker)
                 .bind(expires)
-                .bind(now);
-            if CLAIM_RETIRES_JOB {
-                claim_query = claim_query.bind($crate::store::ops::QUEUE);
-            }
-            let row = claim_query.fetch_optional(&mut *tx).await?;
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
             if !CLAIM_RETIRES_JOB
                 && let Some(job_id) = row.as_ref().and_then(|r| r.job_id.as_deref())
             {

@@ -145,12 +145,12 @@ const FINISH_READING: Option<&str> = Some(concat!(
 ));
 
 /// `ops::claim_any_ready`'s UPDATE, which also retires the claimed step's job (see
-/// [`retire_job`]) in the same statement; `$5` is the queue.
+/// [`retire_job`]) in the same statement.
 const CLAIM_ANY_READY: &str = concat!(
     "WITH c AS (",
     super::ops::claim_any_ready_sql!(),
     "), j AS (UPDATE apalis.jobs SET status = 'Done', done_at = now() \
-     WHERE id = (SELECT job_id FROM c) AND job_type = $5 AND status = 'Pending') \
+     WHERE id = (SELECT job_id FROM c) AND status = 'Pending') \
      SELECT * FROM c"
 );
 const CLAIM_RETIRES_JOB: bool = true;
@@ -179,27 +179,43 @@ async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
     }
     let tasks = wakes.iter().map(Wake::task).collect();
     apalis_postgres::queries::push_tasks(conn, QUEUE, tasks).await?;
-    sqlx::query(
-        "UPDATE step_runs s SET job_id = w.job \
-         FROM jsonb_to_recordset($1::jsonb) AS w(run_id text, step_id text, job text) \
-         WHERE s.run_id = w.run_id AND s.step_id = w.step_id",
-    )
-    .bind(Json(super::ops::wake_ids(wakes)))
-    .execute(&mut *conn)
-    .await?;
+    // One statement per run (nearly always one): with the run fixed the rows are found
+    // through the primary key's prefix, where a join on both columns was planned as a
+    // scan of every step row.
+    let mut runs: Vec<&str> = wakes.iter().map(|w| w.job.run_id.as_str()).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    for run_id in runs {
+        let of_run: Vec<Wake> = wakes
+            .iter()
+            .filter(|w| w.job.run_id == run_id)
+            .cloned()
+            .collect();
+        sqlx::query(
+            "UPDATE step_runs s SET job_id = w.job \
+             FROM jsonb_to_recordset($2::jsonb) AS w(step_id text, job text) \
+             WHERE s.run_id = $1 AND s.step_id = w.step_id",
+        )
+        .bind(run_id)
+        .bind(Json(super::ops::wake_ids(&of_run)))
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
 /// Marks a step's job done before any worker fetched it: the step was claimed in a
 /// hand-over, so the job would only be fetched, found stale and acknowledged. A job some
-/// worker already fetched is left to it (it is no longer `Pending`).
+/// worker already fetched is left to it (it is no longer `Pending`). By id alone: with
+/// the queue's name too, the planner takes apalis' fetch index (queue, priority, due
+/// time) and filters every pending job of the queue for the id (measured: throughput
+/// halved with 10,000 jobs queued).
 async fn retire_job(conn: &mut Conn, job_id: &str) -> Result<()> {
     sqlx::query(
         "UPDATE apalis.jobs SET status = 'Done', done_at = now() \
-         WHERE id = $1 AND job_type = $2 AND status = 'Pending'",
+         WHERE id = $1 AND status = 'Pending'",
     )
     .bind(job_id)
-    .bind(QUEUE)
     .execute(&mut *conn)
     .await?;
     Ok(())

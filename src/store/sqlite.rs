@@ -100,14 +100,13 @@ async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
 }
 
 /// Postgres' `retire_job`, on apalis-sqlite's table (`done_at` in seconds, as its own
-/// acknowledgement writes it).
+/// acknowledgement writes it), by id alone like there.
 async fn retire_job(conn: &mut Conn, job_id: &str) -> Result<()> {
     sqlx::query(
         "UPDATE Jobs SET status = 'Done', done_at = strftime('%s', 'now') \
-         WHERE id = $1 AND job_type = $2 AND status = 'Pending'",
+         WHERE id = $1 AND status = 'Pending'",
     )
     .bind(job_id)
-    .bind(QUEUE)
     .execute(&mut *conn)
     .await?;
     Ok(())
