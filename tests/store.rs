@@ -482,7 +482,10 @@ async fn finish_claiming_takes_another_ready_step_and_retires_its_job(db: Db) ->
         .filter(|j| (j.job.run_id.as_str(), j.job.step_id.as_str()) == (run.id.as_str(), "b"))
         .map(|j| j.status)
         .collect();
-    assert_eq!(b_jobs, ["Done"], "b's one job, done without a fetch");
+    assert!(
+        b_jobs.is_empty(),
+        "b's job is gone, never fetched: {b_jobs:?}"
+    );
     assert_eq!(
         store.step_status_of(&run.id, "b").await?,
         StepStatus::Running

@@ -99,16 +99,12 @@ async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
     Ok(())
 }
 
-/// Postgres' `retire_job`, on apalis-sqlite's table (`done_at` in seconds, as its own
-/// acknowledgement writes it), by id alone like there.
+/// Postgres' `retire_job`, on apalis-sqlite's table: the job, still pending, is deleted.
 async fn retire_job(conn: &mut Conn, job_id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE Jobs SET status = 'Done', done_at = strftime('%s', 'now') \
-         WHERE id = $1 AND status = 'Pending'",
-    )
-    .bind(job_id)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("DELETE FROM Jobs WHERE id = $1 AND status = 'Pending'")
+        .bind(job_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
