@@ -1120,10 +1120,13 @@ macro_rules! transitions {
             // A plain finish (no decisions of its own, no run status) changes nothing else
             // before the decision reads the rows it needs: where the backend can
             // (`FINISH_READING`), the finishing UPDATE returns them too, one round trip.
-            let reads = (finish.then.is_empty() && finish.run_status.is_none())
-                .then(|| decide.reads_after(&ended))
-                .flatten()
-                .filter(|ids| !ids.is_empty());
+            // Only where the backend can use them: SQLite's `advance` reads them itself.
+            let reads = (FINISH_READING.is_some()
+                && finish.then.is_empty()
+                && finish.run_status.is_none())
+            .then(|| decide.reads_after(&ended))
+            .flatten()
+            .filter(|ids| !ids.is_empty());
             let reading = FINISH_READING.filter(|_| reads.is_some());
             let mut finished = sqlx::query_as::<_, StepRow>(
                 reading.unwrap_or(guarded!(finish_set!())),
