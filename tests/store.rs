@@ -120,6 +120,9 @@ conformance!(
     finish_claiming_takes_another_ready_step_and_retires_its_job,
     finish_claiming_takes_a_ready_step_of_another_run_nobody_is_transitioning,
     partial_decisions_read_only_the_named_rows_and_fall_back_at_the_end,
+    finishing_ahead_writes_what_the_general_path_writes,
+    a_decision_ahead_on_rows_that_changed_is_taken_again_under_the_lock,
+    finishing_ahead_without_the_lease_is_lease_lost_and_changes_nothing,
 );
 
 /// Ends the step when `quorum` people approved; a rejection fails it.
@@ -412,10 +415,10 @@ async fn finish_claiming_hands_the_next_ready_step_to_the_same_worker(db: Db) ->
     let (run, la, offer) = a_claimed_and_an_offer(store, StepStatus::Pending).await?;
     let ok = Finish::new(StepStatus::Succeeded);
     let (a, next) = store
-        .step_finish_claiming(&Guard::Lease(la), &ok, &Sequence, &offer)
+        .step_finish_claiming(&Guard::Lease(la), &ok, &Sequence, &offer, None)
         .await?;
     assert_eq!(a.status, StepStatus::Succeeded);
-    let b = next.context("b was handed over")?;
+    let b = next.context("b was handed over")?.row;
     assert_eq!((b.step_id.as_str(), b.status), ("b", StepStatus::Running));
     assert_eq!((b.lease_owner.as_deref(), b.attempt), (Some("w9"), 1));
     assert_eq!(
@@ -449,6 +452,7 @@ async fn finish_claiming_hands_the_next_ready_step_to_the_same_worker(db: Db) ->
             &ok,
             &Sequence,
             &offer,
+            None,
         )
         .await?;
     assert!(none.is_none());
@@ -467,10 +471,11 @@ async fn finish_claiming_takes_another_ready_step_and_retires_its_job(db: Db) ->
             &Finish::new(StepStatus::Succeeded),
             &Sequence,
             &offer,
+            None,
         )
         .await?;
     // Finishing `a` made nothing ready, so the worker takes `b`, which was already ready.
-    let b = next.context("b was taken")?;
+    let b = next.context("b was taken")?.row;
     assert_eq!((b.step_id.as_str(), b.status), ("b", StepStatus::Running));
     assert_eq!((b.lease_owner.as_deref(), b.attempt), (Some("w9"), 1));
     // Its job, queued when `b` became ready, is retired in the same transaction: no
@@ -535,12 +540,13 @@ async fn finish_claiming_takes_a_ready_step_of_another_run_nobody_is_transitioni
             &Finish::new(StepStatus::Succeeded),
             &Sequence,
             &offer,
+            None,
         )
         .await?;
     if store.backend() == "postgres" {
         // Nothing of this run is ready: the worker takes `x` of the other run, whose
         // chain records it.
-        let x = next.context("x was taken")?;
+        let x = next.context("x was taken")?.row;
         assert_eq!(
             (x.run_id.as_str(), x.step_id.as_str()),
             (other.id.as_str(), "x")
@@ -618,6 +624,300 @@ async fn partial_decisions_read_only_the_named_rows_and_fall_back_at_the_end(db:
         (vec![vec!["b".to_owned()], vec![]], 2)
     );
     assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Succeeded);
+    Ok(())
+}
+
+/// Main steps one after another, decided as the engine decides a chain: after a success,
+/// from the ended step's and its successor's rows alone (so the store may decide ahead),
+/// and from the whole view at the end.
+struct Chain(&'static [&'static str]);
+
+impl Chain {
+    fn next(&self, id: &str) -> Option<&'static str> {
+        let at = self.0.iter().position(|s| *s == id)?;
+        self.0.get(at + 1).copied()
+    }
+}
+
+impl Decide for Chain {
+    fn decide(&self, _run: &Run, steps: &[StepRun]) -> Advance {
+        let mut adv = Advance::default();
+        match steps.iter().find(|s| !s.status.is_terminal()) {
+            Some(s) if s.status == StepStatus::Pending => {
+                adv.then.push(Decision::ready(&s.step_id))
+            }
+            Some(_) => {}
+            None => adv.run_status = Some(RunStatus::Succeeded),
+        }
+        adv
+    }
+
+    fn reads_after(&self, ended: &Ended<'_>) -> Option<Vec<String>> {
+        let mut ids = vec![ended.step_id.to_owned()];
+        ids.extend(self.next(ended.step_id).map(str::to_owned));
+        Some(ids)
+    }
+
+    fn decide_after(&self, _run: &Run, ended: &Ended<'_>, rows: &[StepRun]) -> Option<Advance> {
+        let mut adv = Advance::default();
+        if let Some(next) = self.next(ended.step_id)
+            && rows
+                .iter()
+                .any(|r| r.step_id == next && r.status == StepStatus::Pending)
+        {
+            adv.then.push(Decision::ready(next));
+        }
+        Some(adv)
+    }
+
+    fn reads_for(&self, step_id: &str) -> Vec<String> {
+        let ended = Ended {
+            step_id,
+            status: StepStatus::Succeeded,
+        };
+        self.reads_after(&ended).unwrap_or_default()
+    }
+}
+
+/// `j` needs `a` and `b`; the run ends when everything has. Decides `j` from the three rows.
+struct Join;
+
+impl Join {
+    fn j_ready(steps: &[StepRun]) -> bool {
+        let st = |id: &str| steps.iter().find(|s| s.step_id == id).map(|s| s.status);
+        st("j") == Some(StepStatus::Pending)
+            && ["a", "b"]
+                .iter()
+                .all(|id| st(id).is_some_and(StepStatus::is_terminal))
+    }
+}
+
+impl Decide for Join {
+    fn decide(&self, _run: &Run, steps: &[StepRun]) -> Advance {
+        let mut adv = Advance::default();
+        if Join::j_ready(steps) {
+            adv.then.push(Decision::ready("j"));
+        } else if steps.iter().all(|s| s.status.is_terminal()) {
+            adv.run_status = Some(RunStatus::Succeeded);
+        }
+        adv
+    }
+
+    fn reads_after(&self, ended: &Ended<'_>) -> Option<Vec<String>> {
+        Some(match ended.step_id {
+            "j" => vec!["j".to_owned()],
+            _ => ["a", "b", "j"].map(str::to_owned).to_vec(),
+        })
+    }
+
+    fn decide_after(&self, _run: &Run, _ended: &Ended<'_>, rows: &[StepRun]) -> Option<Advance> {
+        let mut adv = Advance::default();
+        if Join::j_ready(rows) {
+            adv.then.push(Decision::ready("j"));
+        }
+        Some(adv)
+    }
+}
+
+/// What a run's transitions wrote, without what differs between two runs of the same
+/// transitions (ids, times, lease expiries): each step's status, attempt, holder, outputs
+/// and error, and each event's kind, step, attempt and data.
+type Written = (
+    Vec<(
+        String,
+        StepStatus,
+        i32,
+        Option<String>,
+        Option<serde_json::Value>,
+        Option<String>,
+    )>,
+    Vec<(String, Option<String>, Option<i32>, serde_json::Value)>,
+);
+
+async fn written(store: &Store, run_id: &str) -> Result<Written> {
+    let steps = store
+        .steps_of_run(run_id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            (
+                s.step_id,
+                s.status,
+                s.attempt,
+                s.lease_owner,
+                s.outputs,
+                s.error,
+            )
+        })
+        .collect();
+    let events = store
+        .events_of_run(run_id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let mut data = e.data;
+            if let Some(map) = data.as_object_mut() {
+                map.remove("lease_expires_at");
+                map.remove("run_id");
+            }
+            (e.kind, e.step_id, e.attempt, data)
+        })
+        .collect();
+    Ok((steps, events))
+}
+
+/// Drives a run of `a -> b -> c` with [`Chain`] to its end, each step finished by the
+/// worker that was handed it, with outputs that need escaping; with `ahead`, each finish
+/// offers the rows read earlier (with the claim, or before). Returns whether every finish
+/// but the last came back with the next step's rows (the store decided it ahead).
+async fn drive_chain(store: &Store, ahead: bool) -> Result<(String, bool)> {
+    const STEPS: Chain = Chain(&["a", "b", "c"]);
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+            ("c", StepStatus::Pending),
+        ]))
+        .await?;
+    let offer = ClaimNext {
+        worker: "w9".into(),
+        lease_for: HOUR,
+    };
+    let mut row = store.step_claim(&run.id, "a", "w1", HOUR).await?;
+    let mut rows = store.steps_of_run(&run.id).await?;
+    let mut all_ahead = true;
+    for n in 0.. {
+        let mut finish = Finish::new(StepStatus::Succeeded);
+        finish.outputs = Some(json!({
+            "n": n, "quote": "say \"hi\"\\n", "tab\t": "\u{1}", "é": "ü 🚀", "nested": {"z": 1, "a": [true, null]}
+        }));
+        let known = runway::store::Known {
+            run: &run,
+            rows: &rows,
+        };
+        let lease = row.lease().context("leased")?;
+        let (done, next) = store
+            .step_finish_claiming(
+                &Guard::Lease(lease),
+                &finish,
+                &STEPS,
+                &offer,
+                ahead.then_some(known),
+            )
+            .await?;
+        ensure!(done.status == StepStatus::Succeeded, "{done:?}");
+        let Some(next) = next else {
+            break;
+        };
+        all_ahead &= next.rows.is_some();
+        rows = match next.rows {
+            Some(rows) => rows,
+            None => store.steps_of_run(&run.id).await?,
+        };
+        row = next.row;
+    }
+    ensure!(store.run_get(&run.id).await?.status == RunStatus::Succeeded);
+    ensure!(store.events_verify(&run.id).await? == None);
+    Ok((run.id, all_ahead))
+}
+
+async fn finishing_ahead_writes_what_the_general_path_writes(db: Db) -> Result<()> {
+    let store = &db.store;
+    let (general, _) = drive_chain(store, false).await?;
+    let (ahead, all_ahead) = drive_chain(store, true).await?;
+    // Postgres applies each link in one statement; SQLite has no such path.
+    assert_eq!(all_ahead, store.decides_ahead(), "decided ahead");
+    assert_eq!(
+        written(store, &ahead).await?,
+        written(store, &general).await?
+    );
+    assert_eq!(store.steps_of_run(&ahead).await?.len(), 3, "one row a step");
+    Ok(())
+}
+
+async fn a_decision_ahead_on_rows_that_changed_is_taken_again_under_the_lock(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Ready),
+            ("j", StepStatus::Pending),
+        ]))
+        .await?;
+    let (la, lb) = (
+        claim(store, &run.id, "a").await?,
+        claim(store, &run.id, "b").await?,
+    );
+    // Both workers read the rows while both steps ran.
+    let rows = store.steps_of_run(&run.id).await?;
+    let known = runway::store::Known {
+        run: &run,
+        rows: &rows,
+    };
+    let offer = ClaimNext {
+        worker: "w9".into(),
+        lease_for: HOUR,
+    };
+    let ok = Finish::new(StepStatus::Succeeded);
+    let (_, next) = store
+        .step_finish_claiming(&Guard::Lease(la), &ok, &Join, &offer, Some(known))
+        .await?;
+    assert!(next.is_none(), "b still runs, so j waits: {next:?}");
+    // b's worker decided on rows where a still ran: j would wait for ever. The store sees
+    // that a has ended since and decides under the lock instead.
+    let (_, next) = store
+        .step_finish_claiming(&Guard::Lease(lb), &ok, &Join, &offer, Some(known))
+        .await?;
+    let j = next.context("j was readied and handed over")?.row;
+    assert_eq!(
+        (j.step_id.as_str(), j.status, j.lease_owner.as_deref()),
+        ("j", StepStatus::Running, Some("w9"))
+    );
+    let events = store.events_of_run(&run.id).await?;
+    let readied = events
+        .iter()
+        .filter(|e| e.kind == "step.ready" && e.step_id.as_deref() == Some("j"))
+        .count();
+    assert_eq!(readied, 1);
+    assert_eq!(store.events_verify(&run.id).await?, None);
+    Ok(())
+}
+
+async fn finishing_ahead_without_the_lease_is_lease_lost_and_changes_nothing(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+        ]))
+        .await?;
+    let la = claim(store, &run.id, "a").await?;
+    let rows = store.steps_of_run(&run.id).await?;
+    let before = snapshot(store, &run.id).await?;
+    let wrong = Lease {
+        worker: "w2".into(),
+        ..la.clone()
+    };
+    let offer = ClaimNext {
+        worker: "w2".into(),
+        lease_for: HOUR,
+    };
+    let known = runway::store::Known {
+        run: &run,
+        rows: &rows,
+    };
+    let err = store
+        .step_finish_claiming(
+            &Guard::Lease(wrong),
+            &Finish::new(StepStatus::Succeeded),
+            &Chain(&["a", "b"]),
+            &offer,
+            Some(known),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    assert_eq!(snapshot(store, &run.id).await?, before);
     Ok(())
 }
 
@@ -2242,4 +2542,64 @@ async fn sqlite_acknowledges_a_job_by_its_id_however_many_jobs_there_are() -> Re
         store.close().await;
     }
     Ok(())
+}
+
+/// Postgres hashes the events a transition decided ahead appends (`runway_event_hash`), so
+/// its preimage must be byte for byte the one `store::chain` hashes: strings that need
+/// escaping, absent step and attempt, data with unsorted keys, numbers and Unicode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hashes_an_event_as_the_chain_module_does() {
+    db::run(db::Backend::Postgres, |db| async move {
+        let Store::Postgres(pool) = &db.store else {
+            unreachable!("a Postgres store")
+        };
+        let texts = [
+            "",
+            "step.succeeded",
+            "01J9ZX3VQ59BG5",
+            "say \"hi\"",
+            "back\\slash",
+            "ctl \u{1}\u{1f}\u{7f}",
+            "tab\tnl\ncr\r\u{8}\u{c}",
+            "é ü 🚀 \u{2028}",
+            "</script>",
+        ];
+        let datas = [
+            json!({}),
+            json!({"b": 1, "a": {"y": [{"q": 1, "p": 2}], "x": 2.5}}),
+            json!([1, "two", null, true, -0.125]),
+            json!({"s": "ctl \u{1}", "é": "ü"}),
+            json!(null),
+            json!(-12),
+            json!({"big": 12_345_678_901_234_567_i64, "small": 1e-7}),
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            let data = &datas[i % datas.len()];
+            let fields = runway::store::chain::Fields {
+                run_id: text,
+                seq: i as i64 + 1,
+                at_ms: 1_700_000_000_000 + i as i64,
+                kind: texts[(i + 1) % texts.len()],
+                step_id: (i % 2 == 0).then_some(*text),
+                attempt: (i % 3 != 0).then_some(i as i32),
+                data,
+                prev_hash: runway::store::chain::GENESIS,
+            };
+            let sql: String =
+                sqlx::query_scalar("SELECT runway_event_hash($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(fields.run_id)
+                    .bind(fields.seq)
+                    .bind(fields.at_ms)
+                    .bind(fields.kind)
+                    .bind(fields.step_id)
+                    .bind(fields.attempt)
+                    .bind(runway::store::chain::canonical(data))
+                    .bind(fields.prev_hash)
+                    .fetch_one(pool)
+                    .await?;
+            assert_eq!(sql, runway::store::chain::hash(&fields), "{text:?} {data}");
+        }
+        Ok(())
+    })
+    .await
 }

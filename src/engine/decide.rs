@@ -74,6 +74,19 @@ impl Decide for Decider<'_> {
         Some(ids.into_iter().map(str::to_owned).collect())
     }
 
+    fn reads_for(&self, step_id: &str) -> Vec<String> {
+        let (plan, index) = (self.plan, self.plan.index());
+        let mut ids: Vec<String> = index.reads(&plan.playbook, step_id).to_vec();
+        let ended = Ended {
+            step_id,
+            status: StepStatus::Succeeded,
+        };
+        ids.extend(self.reads_after(&ended).unwrap_or_default());
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     fn decide_after(&self, run: &Run, ended: &Ended<'_>, rows: &[StepRun]) -> Option<Advance> {
         let i = self.main_success(ended)?;
         let steps = &self.plan.playbook.steps;

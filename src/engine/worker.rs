@@ -29,7 +29,9 @@ use crate::plan::{Plan, bind_params};
 use crate::playbook::step::Step;
 use crate::source::Source;
 use crate::state::StepStatus;
-use crate::store::{self, Finish, Guard, Lease, QUEUE, Retry, Run, StepJob, StepRun, Store};
+use crate::store::{
+    self, Decide as _, Finish, Guard, Lease, QUEUE, Retry, Run, StepJob, StepRun, Store,
+};
 
 /// How a worker behaves; the defaults suit one host.
 #[derive(Debug, Clone)]
@@ -166,7 +168,7 @@ impl Engine {
         })
         .await;
         let mut next = match claimed {
-            Ok(row) => Some(row),
+            Ok(row) => Some(store::Claimed { row, rows: None }),
             Err(
                 store::Error::NotClaimable { .. }
                 | store::Error::StepNotFound { .. }
@@ -174,24 +176,35 @@ impl Engine {
             ) => None,
             Err(e) => return Err(e.into()),
         };
-        while let Some(row) = next {
-            next = self.execute(row).await?;
+        while let Some(claimed) = next {
+            next = self.execute(claimed).await?;
         }
         Ok(())
     }
 
     /// Runs one claimed attempt and records it; returns the step claimed next, if any.
-    async fn execute(&self, row: StepRun) -> Result<Option<StepRun>, Error> {
+    async fn execute(&self, claimed: store::Claimed) -> Result<Option<store::Claimed>, Error> {
+        let row = claimed.row;
         let run = self.run_of(&row.run_id).await?;
         let plan = self.plan_of(&run)?;
         let step = plan
             .step(&row.step_id)
             .ok_or_else(|| Error::UnknownStep(row.step_id.clone()))?;
         let lease = row.lease().ok_or(Error::NoLease)?;
-        // Only the steps this one's templates and conditions read: a step's cost does not
-        // grow with the size of its run.
-        let reads = plan.index().reads(&plan.playbook, &row.step_id);
-        let rows = self.store.steps_named(&run.id, reads).await?;
+        // Only the steps this one's templates and conditions read (and, where the store
+        // decides ahead, those the decision after it reads): a step's cost does not grow
+        // with the size of its run. A hand-over may have brought them with the claim.
+        let rows = match claimed.rows {
+            Some(rows) => rows,
+            None if self.store.decides_ahead() => {
+                let reads = Decider { plan: &plan }.reads_for(&row.step_id);
+                self.store.steps_named(&run.id, &reads).await?
+            }
+            None => {
+                let reads = plan.index().reads(&plan.playbook, &row.step_id);
+                self.store.steps_named(&run.id, reads).await?
+            }
+        };
         let secrets = Secrets::from_env(plan.playbook.secrets.iter().map(|s| s.value.as_str()));
         let data = template_data(&run, &rows, &secrets);
         let timeout = plan
@@ -274,7 +287,7 @@ impl Engine {
         rows: &[StepRun],
         lease: Lease,
         ended: Ended,
-    ) -> Result<Option<StepRun>, store::Error> {
+    ) -> Result<Option<store::Claimed>, store::Error> {
         let Input {
             run,
             row,
@@ -343,9 +356,10 @@ impl Engine {
         // refuses a finish once another worker has taken the step over).
         let guard = Guard::Lease(lease);
         let decider = Decider { plan };
+        let known = store::Known { run, rows };
         until_answered("record the step's result", Some(self.config.lease), || {
             self.store
-                .step_finish_claiming(&guard, &finish, &decider, &claim)
+                .step_finish_claiming(&guard, &finish, &decider, &claim, Some(known))
         })
         .await
         .map(|(_, next)| next)

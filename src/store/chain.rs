@@ -51,6 +51,12 @@ pub fn hash(f: &Fields<'_>) -> String {
     hex
 }
 
+/// `data` in the canonical form its event's hash covers: compact JSON, object keys sorted
+/// at every depth. Postgres' `runway_event_hash` hashes the text given here.
+pub fn canonical(data: &Value) -> String {
+    sorted(data).to_string()
+}
+
 /// The hash `event` should have, recomputed from its other fields.
 pub fn expected_hash(event: &Event) -> String {
     hash(&Fields {

@@ -35,6 +35,7 @@
 //! host making the call (as apalis does for `run_at`). Leases therefore assume the hosts'
 //! clocks agree to well within a lease (NTP); the reaper takes `now` as an argument.
 
+mod ahead;
 pub mod chain;
 mod error;
 pub mod evidence;
@@ -56,6 +57,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use ahead::{Claimed, Known};
 pub use error::{Error, Result};
 pub use evidence::{Evidence, Head};
 pub use model::{
@@ -313,17 +315,40 @@ impl Store {
         Ok(dispatch!(self, step_finish(guard, finish, decide, None))?.0)
     }
 
-    /// [`Store::step_finish_with`], and the first step the result makes ready claimed for
-    /// `claim.worker` in the same transaction (no job is pushed for it): the worker runs it
-    /// next. `None` when nothing became ready (or the result ended the run).
+    /// [`Store::step_finish_with`], and a step claimed for `claim.worker` in the same
+    /// transaction (the hand-over; no job is pushed for it): the first one the result makes
+    /// ready, else (Postgres) a ready step of another run nobody is transitioning, else one
+    /// of this run's. The worker runs it next. `None` when there was none (or the result
+    /// ended the run).
+    ///
+    /// `known` are rows of the run the worker read earlier: where the backend can apply a
+    /// transition decided ahead in one statement (Postgres: [`Store::decides_ahead`]), the
+    /// decision is taken from them and checked under the run's lock (see `store::ahead`),
+    /// and the claimed step comes with the rows it reads ([`Claimed::rows`]). Whatever
+    /// that check refuses, and every other case, is decided under the lock as without them.
     pub async fn step_finish_claiming(
         &self,
         guard: &Guard,
         finish: &Finish,
         decide: &dyn Decide,
         claim: &ClaimNext,
-    ) -> Result<(StepRun, Option<StepRun>)> {
-        dispatch!(self, step_finish(guard, finish, decide, Some(claim)))
+        known: Option<Known<'_>>,
+    ) -> Result<(StepRun, Option<Claimed>)> {
+        if let (Store::Postgres(pool), Some(known)) = (self, known)
+            && let Some(ahead) = ahead::plan(guard, finish, decide, claim, known, ops::now_ms())
+            && let Some(done) = postgres::step_finish_ahead(pool, &ahead).await?
+        {
+            return Ok(done);
+        }
+        let (step, next) = dispatch!(self, step_finish(guard, finish, decide, Some(claim)))?;
+        Ok((step, next.map(|row| Claimed { row, rows: None })))
+    }
+
+    /// Whether [`Store::step_finish_claiming`] can apply a transition decided ahead from
+    /// rows read earlier (Postgres), so that a worker reading a step's rows before its
+    /// attempt should read those its decision needs too ([`Decide::reads_for`]).
+    pub fn decides_ahead(&self) -> bool {
+        matches!(self, Store::Postgres(_))
     }
 
     /// `decide` over the run's rows as they are, in one transaction.

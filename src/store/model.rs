@@ -590,6 +590,14 @@ pub trait Decide: Send + Sync {
     fn decide_after(&self, _run: &Run, _ended: &Ended<'_>, _rows: &[StepRun]) -> Option<Advance> {
         None
     }
+
+    /// The rows step `step_id` reads: what its attempt renders and evaluates, and what the
+    /// decision after its success reads ([`Decide::reads_after`]). A store that claims the
+    /// step in a hand-over may return them with the claim (`store::Claimed::rows`), so
+    /// that the step's finish can be decided ahead (see `store::ahead`).
+    fn reads_for(&self, _step_id: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Decides nothing: the step's own result is recorded and nothing follows from it.

@@ -12,8 +12,9 @@
 //!   (`FOR NO KEY UPDATE` on the run row on Postgres; SQLite's write transaction already
 //!   serializes writers) and return it as a [`Locked`](super::model::Locked): the run as
 //!   a decision reads it and the head of its chain, read after the lock was granted;
-//! - `lock_other_ready_run(conn, run_id, now)`: the same for another running run with a
-//!   step ready whose lock nobody holds (Postgres; `None` on SQLite);
+//! - `hand_over_other(conn, run_id, claim, expires, now)`: the hand-over's claim of a ready
+//!   step of another running run whose lock nobody holds, with its `step.running` event
+//!   (Postgres; `None` on SQLite);
 //! - `push_jobs(conn, wakes)`: apalis' `push_tasks` on the caller's transaction.
 //!
 //! A macro rather than generic functions: code generic over `sqlx::Database` needs a bound
@@ -35,7 +36,7 @@ use apalis_core::task::task_id::TaskId;
 use chrono::Utc;
 
 use super::error::{Error, Result};
-use super::model::{ClaimNext, Guard, NewRun, StepJob, StepRun};
+use super::model::{ClaimNext, Finish, Guard, NewRun, StepJob, StepRun};
 use crate::state::{RunStatus, StepStatus};
 
 /// Events per INSERT statement: nine parameters each, well under both backends' limits
@@ -109,6 +110,29 @@ pub(super) fn wake_ids(wakes: &[Wake]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The data of the `step.<status>` event a finish appends (`worker`: the lease's holder,
+/// none for a parked step's decision).
+pub(super) fn finish_event_data(worker: Option<&str>, finish: &Finish) -> serde_json::Value {
+    serde_json::json!({
+        "worker": worker,
+        "outputs": finish.outputs,
+        "error": finish.error,
+        "then": finish.then.iter().map(|d| serde_json::json!({
+            "step_id": d.step_id, "status": d.status.as_str()
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The data of the `step.<status>` event of a pending step decided after step `after`.
+pub(super) fn ready_event_data(after: &str, error: Option<&str>) -> serde_json::Value {
+    serde_json::json!({ "decided_after": after, "error": error })
+}
+
+/// The data of the `step.running` event of a step claimed by `worker` until `expires`.
+pub(super) fn running_event_data(worker: &str, expires: i64) -> serde_json::Value {
+    serde_json::json!({ "worker": worker, "lease_expires_at": expires })
+}
+
 pub(super) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -179,8 +203,8 @@ pub(super) fn guard_binds(guard: &Guard) -> (&'static str, Option<&str>, Option<
 #[allow(unused_imports)]
 pub(super) mod prelude {
     pub(in crate::store) use super::{
-        Handover, REAP_BATCH, Wake, check_new_run, check_run, check_step, finish_set, guard_binds,
-        guarded, now_ms, plus,
+        Handover, REAP_BATCH, Wake, check_new_run, check_run, check_step, finish_event_data,
+        finish_set, guard_binds, guarded, now_ms, plus, ready_event_data, running_event_data,
     };
     pub(in crate::store) use crate::state::{RunStatus, StepStatus};
     pub(in crate::store) use crate::store::chain;
@@ -217,21 +241,6 @@ macro_rules! finish_set {
         "status = $6, outputs = $7, checkpoint = COALESCE($8, checkpoint), \
          error = $9, finished_at = $10, lease_owner = NULL, lease_expires_at = NULL, \
          ready_at = NULL"
-    };
-}
-
-/// The hand-over's claim of the first ready, due step of run `$1` for worker `$2` until
-/// `$3`, at `$4` (see `claim_any_ready`).
-macro_rules! claim_any_ready_sql {
-    () => {
-        "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
-         lease_owner = $2, lease_expires_at = $3, ready_at = NULL, \
-         started_at = COALESCE(started_at, $4) \
-         WHERE run_id = $1 AND step_id = (SELECT step_id FROM step_runs \
-           WHERE run_id = $1 AND status = 'ready' AND ready_at <= $4 \
-           ORDER BY ready_at, step_id LIMIT 1) \
-         AND status = 'ready' \
-         RETURNING *"
     };
 }
 
@@ -967,23 +976,15 @@ macro_rules! transitions {
                 handover.as_mut(),
             )
             .await?;
-            // Another run's `step.running`, when the hand-over went there: inserted with
-            // this run's events, in one statement.
-            let mut other_rows = Vec::new();
             let next = match handover {
                 Some(handover) => {
-                    claim_woken(
-                        &mut tx, guard.run_id(), handover, now, &mut events, &mut wakes,
-                        &mut other_rows,
-                    )
-                    .await?
+                    claim_woken(&mut tx, guard.run_id(), handover, now, &mut events, &mut wakes)
+                        .await?
                 }
                 None => None,
             };
             push_jobs(&mut tx, &wakes).await?;
-            let mut rows = chain_at(guard.run_id(), &mut locked.head, &events, now)?;
-            rows.append(&mut other_rows);
-            insert_events(&mut tx, &rows, now).await?;
+            append_at(&mut tx, guard.run_id(), &mut locked.head, &events, now).await?;
             tx.commit().await?;
             Ok((step, next))
         }
@@ -1018,8 +1019,8 @@ macro_rules! transitions {
         /// readied it, or else the first step of `run_id` that this transaction made ready
         /// (instead of pushing its job), with its `step.running` event. The run is active,
         /// since it has a step ready; its status needs no settling. A step claimed in
-        /// another run has its `step.running` chained onto that run's head into
-        /// `other_rows`, for the caller to insert with this run's events.
+        /// another run has its `step.running` appended to that run's chain by
+        /// `hand_over_other`.
         async fn claim_woken(
             tx: &mut Conn,
             run_id: &str,
@@ -1027,7 +1028,6 @@ macro_rules! transitions {
             now: i64,
             events: &mut Vec<NewEvent>,
             wakes: &mut Vec<Wake>,
-            other_rows: &mut Vec<Event>,
         ) -> Result<Option<StepRun>> {
             let Handover {
                 claim,
@@ -1065,13 +1065,7 @@ macro_rules! transitions {
                 // transitioning (Postgres): many workers' slots on one run would queue on
                 // its lock, one transition at a time. Its `step.running` goes to that
                 // run's chain, in this transaction.
-                if let Some(mut other) = lock_other_ready_run(tx, run_id, now).await?
-                    && let Some(row) =
-                        claim_any_ready(tx, &other.run.id, claim, expires, now).await?
-                {
-                    let step: StepRun = row.try_into()?;
-                    let running = running_event(&step, &claim.worker, expires);
-                    other_rows.extend(chain_at(&other.run.id, &mut other.head, &[running], now)?);
+                if let Some(step) = hand_over_other(tx, run_id, claim, expires, now).await? {
                     return Ok(Some(step));
                 }
                 // Else another ready, due step of this run, its job retired with the
@@ -1092,7 +1086,7 @@ macro_rules! transitions {
                 "step.running",
                 &step.step_id,
                 step.attempt,
-                json!({ "worker": worker, "lease_expires_at": expires }),
+                running_event_data(worker, expires),
             )
         }
 
@@ -1162,14 +1156,7 @@ macro_rules! transitions {
                 format!("step.{}", finish.status.as_str()),
                 step_id,
                 step.attempt,
-                json!({
-                    "worker": g_worker,
-                    "outputs": finish.outputs,
-                    "error": finish.error,
-                    "then": finish.then.iter().map(|d| json!({
-                        "step_id": d.step_id, "status": d.status.as_str()
-                    })).collect::<Vec<_>>(),
-                }),
+                finish_event_data(g_worker, finish),
             ));
             apply_decisions(tx, run_id, step_id, &finish.then, now, events, wakes, None).await?;
             events.extend(finish.events.iter().cloned());
@@ -1243,7 +1230,7 @@ macro_rules! transitions {
                             "step.ready",
                             &d.step_id,
                             step.attempt - 1,
-                            json!({ "decided_after": after, "error": d.error }),
+                            ready_event_data(after, d.error.as_deref()),
                         ));
                         events.push(running_event(&step, &h.claim.worker, h.expires));
                         h.taken = Some(step);
@@ -1280,7 +1267,7 @@ macro_rules! transitions {
                     format!("step.{}", d.status.as_str()),
                     &d.step_id,
                     attempt,
-                    json!({ "decided_after": after, "error": d.error }),
+                    ready_event_data(after, d.error.as_deref()),
                 ));
             }
             Ok(())
@@ -1903,4 +1890,4 @@ macro_rules! transitions {
     };
 }
 
-pub(super) use {claim_any_ready_sql, finish_set, guarded, transitions};
+pub(super) use {finish_set, guarded, transitions};

@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+use super::ahead::{Ahead, Claimed};
+use super::chain;
 use super::error::Result;
-use super::model::{Locked, LockedRow, StepRow, StepRun};
-use super::ops::{QUEUE, Wake};
+use super::model::{ClaimNext, Locked, LockedRow, StepRow, StepRun, convert};
+use super::ops::{QUEUE, Wake, running_event_data};
 use super::schedule_model::Held;
 
 type Pool = PgPool;
@@ -96,39 +98,87 @@ macro_rules! run_to_decide {
 }
 use run_to_decide;
 
-/// Another running run, not `run_id`, with a step ready and due, whose lock nobody holds:
-/// locked with its head (`SKIP LOCKED`, so this never waits, and two transactions that each
-/// hold one run and look for another never wait on each other) and returned. Lets a
-/// finishing worker take its next step from a run nobody is transitioning, instead of
-/// queueing on the lock of its own run behind the other workers' transitions of it.
-///
-/// Of the first 32 such runs, one with no step running comes first: a run with a
-/// step running has a worker that will need its lock to finish it, and workers that all
-/// took the first run found would queue on that run's lock one behind the other (measured:
-/// 16 slots of one worker spent 2.4 s waiting on run locks per second of a 10,000-step
-/// run). The bound keeps the look at a few dozen index probes however many runs wait.
-async fn lock_other_ready_run(conn: &mut Conn, run_id: &str, now: i64) -> Result<Option<Locked>> {
-    sqlx::query_as::<_, LockedRow>(concat!(
-        "SELECT ",
-        run_to_decide!(),
-        ", h.seq AS head_seq, h.hash AS head_hash \
-         FROM (SELECT c.id, EXISTS (SELECT 1 FROM step_runs s WHERE s.run_id = c.id \
-                                    AND s.status = 'running') AS busy \
-               FROM runs c WHERE c.status = 'running' AND c.id <> $1 \
-               AND EXISTS (SELECT 1 FROM step_runs s WHERE s.run_id = c.id \
-                           AND s.status = 'ready' AND s.ready_at <= $2) \
-               LIMIT 32) c \
-         JOIN runs r ON r.id = c.id JOIN run_heads h ON h.run_id = r.id \
-         WHERE r.status = 'running' \
-         ORDER BY c.busy LIMIT 1 FOR NO KEY UPDATE OF r, h SKIP LOCKED"
-    ))
-    .bind(run_id)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(Locked::try_from)
-    .transpose()
+/// The hand-over to another running run, not `run_id`, with a step ready and due whose
+/// lock nobody holds (the `runway_hand_over_other` function: `SKIP LOCKED`, so this never
+/// waits): its first ready step claimed for `claim.worker` and its `step.running` event
+/// appended to that run's chain, in the caller's transaction. Lets a finishing worker take
+/// its next step from a run nobody is transitioning, instead of queueing on the lock of
+/// its own run behind the other workers' transitions of it.
+async fn hand_over_other(
+    conn: &mut Conn,
+    run_id: &str,
+    claim: &ClaimNext,
+    expires: i64,
+    now: i64,
+) -> Result<Option<StepRun>> {
+    let running = chain::canonical(&running_event_data(&claim.worker, expires));
+    sqlx::query_as::<_, StepRow>("SELECT * FROM runway_hand_over_other($1, $2, $3, $4, $5)")
+        .bind(run_id)
+        .bind(&claim.worker)
+        .bind(expires)
+        .bind(now)
+        .bind(running)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(StepRun::try_from)
+        .transpose()
 }
+
+/// A transition decided ahead (see `store::ahead`), applied by the `runway_step_finish`
+/// function in one statement that commits on its own: one round trip where the general
+/// path's transaction takes six to eight. `None` when the function refused it (SQLSTATE
+/// `RW001`: a row the decision read has changed, the lease is gone, the run may end or
+/// wait...), having changed nothing: the caller takes the general path, which decides
+/// under the run's lock and says exactly why a refusal is one.
+pub(super) async fn step_finish_ahead(
+    pool: &Pool,
+    ahead: &Ahead,
+) -> Result<Option<(StepRun, Option<Claimed>)>> {
+    let lease = &ahead.lease;
+    let rows = sqlx::query_as::<_, StepRow>(
+        "SELECT * FROM runway_step_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17)",
+    )
+    .bind(&lease.run_id)
+    .bind(&lease.step_id)
+    .bind(&lease.worker)
+    .bind(lease.attempt)
+    .bind(ahead.status.as_str())
+    .bind(ahead.outputs.as_ref().map(Json))
+    .bind(ahead.checkpoint.as_deref())
+    .bind(ahead.error.as_deref())
+    .bind(ahead.now)
+    .bind(&ahead.finish_data)
+    .bind(Json(&ahead.expect))
+    .bind(ahead.ready.as_ref().map(|(id, _)| id.as_str()))
+    .bind(ahead.ready.as_ref().map(|(_, data)| data.as_str()))
+    .bind(&ahead.claim_worker)
+    .bind(ahead.claim_expires)
+    .bind(&ahead.running_data)
+    .bind(Json(&ahead.next_reads))
+    .fetch_all(pool)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(REFUSED) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The finished row, then the claimed one, then the rows read for the claimed step.
+    let mut rows = convert::<StepRow, StepRun>(rows)?.into_iter();
+    let Some(step) = rows.next() else {
+        return Ok(None);
+    };
+    let next = rows.next().map(|row| Claimed {
+        row,
+        rows: ahead.ready.is_some().then(|| rows.collect()),
+    });
+    Ok(Some((step, next)))
+}
+
+/// The SQLSTATE with which `runway_step_finish` refuses a transition decided ahead.
+const REFUSED: &str = "RW001";
 
 /// A finishing UPDATE (`$1` to `$10`, see `ops::finish_set`) that also returns the rows of
 /// the run's steps named by `$11` (a JSON array) as the update leaves them: the finished
@@ -144,15 +194,9 @@ const FINISH_READING: Option<&str> = Some(concat!(
      AND EXISTS (SELECT 1 FROM f)"
 ));
 
-/// `ops::claim_any_ready`'s UPDATE, which also retires the claimed step's job (see
-/// [`retire_job`]) in the same statement.
-const CLAIM_ANY_READY: &str = concat!(
-    "WITH c AS (",
-    super::ops::claim_any_ready_sql!(),
-    "), j AS (DELETE FROM apalis.jobs \
-     WHERE id = (SELECT job_id FROM c) AND status = 'Pending') \
-     SELECT * FROM c"
-);
+/// `ops::claim_any_ready`: the `runway_claim_ready` function, which also retires the
+/// claimed step's job (see [`retire_job`]) in the same statement.
+const CLAIM_ANY_READY: &str = "SELECT * FROM runway_claim_ready($1, $2, $3, $4)";
 const CLAIM_RETIRES_JOB: bool = true;
 
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement

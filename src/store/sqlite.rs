@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::error::Result;
-use super::model::{Locked, LockedRow, StepRow, StepRun};
+use super::model::{ClaimNext, Locked, LockedRow, StepRow, StepRun};
 use super::ops::{QUEUE, Wake};
 use super::schedule_model::Held;
 
@@ -28,9 +28,15 @@ async fn begin_read(pool: &Pool) -> Result<Transaction<'static, Sqlite>> {
     Ok(pool.begin_with("BEGIN DEFERRED").await?)
 }
 
-/// Postgres' `lock_other_ready_run`: SQLite has one writer, so no other run's
-/// transitions can be waiting on this one's; a worker stays with its run.
-async fn lock_other_ready_run(_: &mut Conn, _: &str, _: i64) -> Result<Option<Locked>> {
+/// Postgres' `hand_over_other`: SQLite has one writer, so no other run's transitions can
+/// be waiting on this one's; a worker stays with its run.
+async fn hand_over_other(
+    _: &mut Conn,
+    _: &str,
+    _: &ClaimNext,
+    _: i64,
+    _: i64,
+) -> Result<Option<StepRun>> {
     Ok(None)
 }
 
@@ -58,9 +64,18 @@ async fn try_lock_run(conn: &mut Conn, run_id: &str) -> Result<Option<Locked>> {
 /// UPDATE inside a `WITH`, so the rows are read by a second statement (`steps_by_ids`).
 const FINISH_READING: Option<&str> = None;
 
-/// `ops::claim_any_ready`'s UPDATE; the claimed step's job is retired by a second
-/// statement ([`retire_job`]), since SQLite has no UPDATE inside a `WITH`.
-const CLAIM_ANY_READY: &str = super::ops::claim_any_ready_sql!();
+/// `ops::claim_any_ready`'s UPDATE: the first ready, due step of run `$1` claimed for
+/// worker `$2` until `$3`, at `$4` (Postgres' twin is the `runway_claim_ready` function).
+/// The claimed step's job is retired by a second statement ([`retire_job`]), since SQLite
+/// has no UPDATE inside a `WITH`.
+const CLAIM_ANY_READY: &str = "UPDATE step_runs SET status = 'running', attempt = attempt + 1, \
+     lease_owner = $2, lease_expires_at = $3, ready_at = NULL, \
+     started_at = COALESCE(started_at, $4) \
+     WHERE run_id = $1 AND step_id = (SELECT step_id FROM step_runs \
+       WHERE run_id = $1 AND status = 'ready' AND ready_at <= $4 \
+       ORDER BY ready_at, step_id LIMIT 1) \
+     AND status = 'ready' \
+     RETURNING *";
 const CLAIM_RETIRES_JOB: bool = false;
 
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement
