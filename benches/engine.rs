@@ -6,8 +6,9 @@
 //! - `pgbench-1`, `pgbench-4`: `pgbench` inserting one row per transaction with 1 and 4
 //!   clients, the ceiling for commits per second on this machine (Postgres only; skipped
 //!   when `pgbench` is not installed).
-//! - `chain-40`: a 40-step chain of no-op steps: latency per hop (the median of 5 runs).
-//! - `fan-out-40-join`: one step, 40 parallel steps, a join (the median of 5 runs).
+//! - `chain-40`: a 40-step chain of no-op steps: latency per hop (the median of 5 runs on
+//!   one worker, after a first run reported apart: the first after connecting).
+//! - `fan-out-40-join`: one step, 40 parallel steps, a join (likewise).
 //! - `steps-10000`: 10,000 no-op steps (100 runs of 100 parallel steps, created up front)
 //!   through 1 and 4 workers: throughput.
 //! - `one-run-2000`: 2,000 parallel no-op steps of one run, through 4 workers: the bound
@@ -124,20 +125,22 @@ struct Workers {
     handles: Vec<tokio::task::JoinHandle<Result<(), engine::Error>>>,
 }
 
-fn start_workers(store: &Store, workers: usize, concurrency: usize) -> Workers {
+/// `workers` workers of `concurrency` slots, each with a store (pools) of its own, as
+/// `runway worker` processes have.
+async fn start_workers(url: &str, workers: usize, concurrency: usize) -> Workers {
     let stop = CancellationToken::new();
-    let handles = (0..workers)
-        .map(|_| {
-            let engine = Engine::new(
-                store.clone(),
-                engine::Config {
-                    concurrency,
-                    ..engine::Config::default()
-                },
-            );
-            tokio::spawn(Arc::clone(&engine).work(stop.clone()))
-        })
-        .collect();
+    let mut handles = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let store = Store::connect(url).await.expect("a worker's store");
+        let engine = Engine::new(
+            store,
+            engine::Config {
+                concurrency,
+                ..engine::Config::default()
+            },
+        );
+        handles.push(tokio::spawn(Arc::clone(&engine).work(stop.clone())));
+    }
     Workers { stop, handles }
 }
 
@@ -178,29 +181,35 @@ async fn await_all(store: &Store, ids: &[String], status: RunStatus) {
     }
 }
 
-/// One run of `text` on idle workers: its wall time from creation to success, and from
-/// its first step's start to its last step's end (what the steps and the transitions
-/// between them cost, without the first job's fetch).
-async fn latency(url: &str, text: &str) -> (Duration, Duration, usize) {
+/// Runs of `text` on idle workers of one store, one after another: for each, its wall time
+/// from creation to success, and from its first step's start to its last step's end (what
+/// the steps and the transitions between them cost, without the first job's fetch). The
+/// first run is the one a worker that has just connected makes (its connections have not
+/// prepared a statement yet); the others, what a worker that has been running makes.
+async fn latencies(url: &str, text: &str, runs: usize) -> Vec<(Duration, Duration, usize)> {
     let store = Store::connect(url).await.expect("store");
     let plan = compile(text);
-    let workers = start_workers(&store, 1, 4);
+    let workers = start_workers(url, 1, 4).await;
     // Let the worker register and go idle, so the figure is the engine, not start-up.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    let ids = create_runs(&store, &plan, text, 1).await;
-    await_all(&store, &ids, RunStatus::Succeeded).await;
-    let took = started.elapsed();
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let ids = create_runs(&store, &plan, text, 1).await;
+        await_all(&store, &ids, RunStatus::Succeeded).await;
+        let took = started.elapsed();
+        let steps = store.steps_of_run(&ids[0]).await.expect("steps");
+        let first = steps.iter().filter_map(|s| s.started_at).min();
+        let last = steps.iter().filter_map(|s| s.finished_at).max();
+        let inside = match (first, last) {
+            (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        out.push((took, inside, plan.playbook.steps.len()));
+    }
     workers.stop().await;
-    let steps = store.steps_of_run(&ids[0]).await.expect("steps");
-    let first = steps.iter().filter_map(|s| s.started_at).min();
-    let last = steps.iter().filter_map(|s| s.finished_at).max();
-    let inside = match (first, last) {
-        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
-        _ => Duration::ZERO,
-    };
     store.close().await;
-    (took, inside, plan.playbook.steps.len())
+    out
 }
 
 /// `runs` runs of `text`, created before the workers start: the time until all succeeded.
@@ -209,7 +218,7 @@ async fn throughput(url: &str, text: &str, runs: usize, workers: usize) -> (Dura
     let plan = compile(text);
     let ids = create_runs(&store, &plan, text, runs).await;
     let started = Instant::now();
-    let pool = start_workers(&store, workers, 16);
+    let pool = start_workers(url, workers, 16).await;
     await_all(&store, &ids, RunStatus::Succeeded).await;
     let took = started.elapsed();
     pool.stop().await;
@@ -354,7 +363,7 @@ async fn report_1000(backend: &str, url: &str) {
     let store = Store::connect(url).await.expect("store");
     let text = layered(1000);
     let plan = compile(&text);
-    let workers = start_workers(&store, 1, 8);
+    let workers = start_workers(url, 1, 8).await;
     let ids = create_runs(&store, &plan, &text, 1).await;
     await_all(&store, &ids, RunStatus::Succeeded).await;
     workers.stop().await;
@@ -447,24 +456,26 @@ fn main() {
             for (name, text) in [("chain-40", chain(40)), ("fan-out-40-join", fan(40))] {
                 if wanted(name) {
                     // One run is 40 transitions, a few milliseconds each on a shared
-                    // machine: the median of several runs, each on a fresh database.
-                    let mut tries = Vec::with_capacity(LATENCY_RUNS);
-                    for _ in 0..LATENCY_RUNS {
-                        tries.push(latency(&url(&name.replace('-', "_")).await, &text).await);
-                    }
+                    // machine: the median of several runs on one fresh database, after the
+                    // first (reported apart: connections that prepare every statement
+                    // for the first time).
+                    let mut tries = latencies(&url(&name.replace('-', "_")).await, &text, LATENCY_RUNS + 1).await;
+                    let (_, cold, _) = tries.remove(0);
                     tries.sort_by_key(|t| t.1);
                     let all: Vec<f64> = tries.iter().map(|t| (t.1.as_secs_f64() * 1e4).round() / 10.0).collect();
                     let (took, inside, steps) = tries[LATENCY_RUNS / 2];
                     report(backend, name, 1, took, steps);
                     let ms = inside.as_secs_f64() * 1000.0;
                     let per = ms / steps as f64;
+                    let cold_ms = cold.as_secs_f64() * 1000.0;
                     println!(
-                        "{backend:<9} {name:<18} first start to last end {ms:.1} ms: {per:.3} ms per step (median of {LATENCY_RUNS} runs: {all:?} ms)"
+                        "{backend:<9} {name:<18} first start to last end {ms:.1} ms: {per:.3} ms per step (median of {LATENCY_RUNS} runs: {all:?} ms; the first run after connecting: {cold_ms:.1} ms)"
                     );
                     println!(
                         "{}",
                         json!({ "backend": backend, "scenario": name, "inside_ms": (ms * 10.0).round() / 10.0,
-                                "inside_ms_per_step": (per * 1000.0).round() / 1000.0, "runs_inside_ms": all })
+                                "inside_ms_per_step": (per * 1000.0).round() / 1000.0, "runs_inside_ms": all,
+                                "first_run_inside_ms": (cold_ms * 10.0).round() / 10.0 })
                     );
                 }
             }

@@ -123,6 +123,8 @@ conformance!(
     finishing_ahead_writes_what_the_general_path_writes,
     a_decision_ahead_on_rows_that_changed_is_taken_again_under_the_lock,
     finishing_ahead_without_the_lease_is_lease_lost_and_changes_nothing,
+    a_woken_claim_takes_a_ready_step_and_skips_a_stale_job,
+    a_woken_claim_of_a_due_timer_sets_a_waiting_run_running_again,
 );
 
 /// Ends the step when `quorum` people approved; a rejection fails it.
@@ -918,6 +920,86 @@ async fn finishing_ahead_without_the_lease_is_lease_lost_and_changes_nothing(db:
         .unwrap_err();
     assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
     assert_eq!(snapshot(store, &run.id).await?, before);
+    Ok(())
+}
+
+async fn a_woken_claim_takes_a_ready_step_and_skips_a_stale_job(db: Db) -> Result<()> {
+    let store = &db.store;
+    let steps = [("a", StepStatus::Ready), ("b", StepStatus::Pending)];
+    let general = store.run_create(&new_run(&steps)).await?;
+    let woken = store.run_create(&new_run(&steps)).await?;
+    let g = store.step_claim(&general.id, "a", "w1", HOUR).await?;
+    let reads = ["a".to_owned(), "b".to_owned()];
+    let w = store
+        .step_claim_woken(&woken.id, "a", "w1", HOUR, &reads)
+        .await?
+        .context("a was claimed")?;
+    assert_eq!(
+        (w.row.status, w.row.attempt, w.row.lease_owner.as_deref()),
+        (g.status, g.attempt, g.lease_owner.as_deref())
+    );
+    assert_eq!(
+        written(store, &woken.id).await?,
+        written(store, &general.id).await?
+    );
+    assert_eq!(store.events_verify(&woken.id).await?, None);
+    match w.rows {
+        // Postgres: the rows the step reads, as the claim left them.
+        Some(rows) => {
+            let mut seen: Vec<(&str, StepStatus)> = rows
+                .iter()
+                .map(|r| (r.step_id.as_str(), r.status))
+                .collect();
+            seen.sort_by_key(|(id, _)| *id);
+            assert_eq!(
+                seen,
+                [("a", StepStatus::Running), ("b", StepStatus::Pending)]
+            );
+        }
+        None => assert!(!store.decides_ahead()),
+    }
+    // The same job again, a job for a pending step, for no step, for no run: each one is
+    // stale, and nothing changes.
+    let before = snapshot(store, &woken.id).await?;
+    for (run_id, step_id) in [
+        (woken.id.as_str(), "a"),
+        (woken.id.as_str(), "b"),
+        (woken.id.as_str(), "nope"),
+        ("no-such-run", "a"),
+    ] {
+        let claimed = store
+            .step_claim_woken(run_id, step_id, "w2", HOUR, &reads)
+            .await?;
+        assert!(claimed.is_none(), "{run_id}/{step_id}: {claimed:?}");
+    }
+    assert_eq!(snapshot(store, &woken.id).await?, before);
+    Ok(())
+}
+
+async fn a_woken_claim_of_a_due_timer_sets_a_waiting_run_running_again(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("wait", StepStatus::Ready)]))
+        .await?;
+    let lw = claim(store, &run.id, "wait").await?;
+    // A timer that is already due: the run waits, with nothing running, until a worker
+    // woken by the timer's job takes the step again.
+    store
+        .step_park(&Guard::Lease(lw), Some(Utc::now() - Span::seconds(1)))
+        .await?;
+    assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Waiting);
+    let w = store
+        .step_claim_woken(&run.id, "wait", "w2", HOUR, &[])
+        .await?
+        .context("the due timer's step was claimed")?;
+    assert_eq!((w.row.status, w.row.attempt), (StepStatus::Running, 1));
+    assert_eq!(store.run_get(&run.id).await?.status, RunStatus::Running);
+    let events = store.events_of_run(&run.id).await?;
+    assert_eq!(
+        kinds(&events[events.len() - 2..]),
+        ["step.running", "run.running"]
+    );
+    assert_eq!(store.events_verify(&run.id).await?, None);
     Ok(())
 }
 

@@ -8,7 +8,8 @@
 //! - [`create`]: a new run's rows from a plan and bound params.
 //! - [`worker`]: the queue consumer (apalis), the claim/attempt/record cycle, lease
 //!   renewal and the reaper; `drain`: stopping a consumer only once its jobs in flight
-//!   have finished (apalis' own shutdown would freeze a connection they need).
+//!   have finished (apalis' own shutdown would freeze a connection they need); `poll`:
+//!   the idle worker's poll interval (apalis' own loses its timer after an empty fetch).
 //! - [`attempt`] and `remote`: one attempt of each step kind; `followup`: registering a
 //!   `followup` step's run for later (the scheduler starts it); [`escalate`]: an
 //!   approval's escalation when nobody decided in time.
@@ -25,6 +26,7 @@ pub mod escalate;
 mod followup;
 pub mod human;
 pub mod orphans;
+mod poll;
 pub mod progress;
 mod remote;
 pub mod worker;

@@ -24,6 +24,7 @@ use super::context::{context, template_data};
 use super::create::{Origin, new_run};
 use super::decide::Decider;
 use super::drain::Drain;
+use super::poll::Wakeups;
 use super::{Error, Secrets};
 use crate::plan::{Plan, bind_params};
 use crate::playbook::step::Step;
@@ -118,7 +119,7 @@ impl Engine {
     /// fields that never change once a run has started are read from it (id, params,
     /// starter, trigger, started_at, the pinned definition): never its status, which the
     /// store checks under the run's lock in every transition.
-    async fn run_of(&self, run_id: &str) -> Result<Arc<Run>, Error> {
+    async fn run_of(&self, run_id: &str) -> Result<Arc<Run>, store::Error> {
         if let Some(run) = self.runs.lock().expect("run cache").get(run_id) {
             return Ok(run.clone());
         }
@@ -144,38 +145,34 @@ impl Engine {
             .await
             .map_err(|_| Error::ShuttingDown)?;
         // A job whose step another worker already took over (handed over in a finishing
-        // transaction, or reaped and claimed) is skipped with one read, not a locking
-        // transaction. Only a hint: the claim below decides under the run's lock.
-        // A job is acknowledged however its handling ends, so the claim must not be lost
-        // to a database fault (a restart, a cut connection): it is retried until the
-        // database answers. Without that a ready step would be left with no job to wake it.
-        let status = until_answered("read the step's status", None, || {
-            self.store.step_status_of(&job.run_id, &job.step_id)
-        })
-        .await;
-        match status {
-            Ok(StepStatus::Ready | StepStatus::Waiting) => {}
-            Ok(_) | Err(store::Error::StepNotFound { .. }) => return Ok(()),
+        // transaction, or reaped and claimed) is skipped after one look that takes no lock.
+        // A job is acknowledged however its handling ends, so neither the look nor the
+        // claim may be lost to a database fault (a restart, a cut connection): both are
+        // retried until the database answers. Without that a ready step would be left with
+        // no job to wake it.
+        let run = until_answered("read the step's run", None, || self.run_of(&job.run_id)).await;
+        let run = match run {
+            Ok(run) => run,
+            Err(store::Error::RunNotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
-        }
+        };
+        // The rows the step reads come with its claim where the store can. A plan that
+        // no longer compiles is found by the attempt, which fails the step.
+        let reads = self
+            .plan_of(&run)
+            .map(|plan| Decider { plan: &plan }.reads_for(&job.step_id))
+            .unwrap_or_default();
         let claimed = until_answered("claim the step", None, || {
-            self.store.step_claim(
+            self.store.step_claim_woken(
                 &job.run_id,
                 &job.step_id,
                 &self.worker_id,
                 self.config.lease,
+                &reads,
             )
         })
         .await;
-        let mut next = match claimed {
-            Ok(row) => Some(store::Claimed { row, rows: None }),
-            Err(
-                store::Error::NotClaimable { .. }
-                | store::Error::StepNotFound { .. }
-                | store::Error::RunNotFound(_),
-            ) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let mut next = claimed?;
         while let Some(claimed) = next {
             next = self.execute(claimed).await?;
         }
@@ -596,9 +593,8 @@ impl Engine {
                     .batch_size(1)
                     .heartbeat_interval(Duration::from_secs(2))
                     .missed_heartbeats(3);
-                let strategy = Strategy::new()
-                    .stream(apalis_postgres::Pubsub::new(pool.clone(), QUEUE.to_owned()))
-                    .interval(poll);
+                let notices = apalis_postgres::Pubsub::new(pool.clone(), QUEUE.to_owned());
+                let strategy = Strategy::new().apply(Wakeups::with_notices(notices, poll));
                 let backend = apalis_postgres::PostgresStorage::<StepJob>::new(pool)
                     .with_config(config)
                     .poll_with_strategy(strategy);
@@ -621,7 +617,7 @@ impl Engine {
                     .missed_heartbeats(3);
                 let backend = apalis_sqlite::SqliteStorage::<StepJob>::new(pool)
                     .with_config(config)
-                    .poll_with_strategy(Strategy::new().interval(poll));
+                    .poll_with_strategy(Strategy::new().apply(Wakeups::every(poll)));
                 WorkerBuilder::new(name)
                     .backend(backend)
                     .layer(drain.clone())

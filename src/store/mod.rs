@@ -285,6 +285,48 @@ impl Store {
         dispatch!(self, step_claim(run_id, step_id, worker, lease_for))
     }
 
+    /// The claim of a worker woken by a job for (`run_id`, `step_id`): the step claimed
+    /// as [`Store::step_claim`] does, or `None` when it is not claimable (the job was stale:
+    /// its step taken by a hand-over, ended, or its run over). Where the backend can
+    /// (Postgres), one statement that also returns the rows `reads` names (the step's
+    /// [`Decide::reads_for`]) as [`Claimed::rows`], and that looks at a step that is not
+    /// ready without taking its run's lock; elsewhere a lockless look at the step, then the
+    /// claim's transaction.
+    pub async fn step_claim_woken(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        worker: &str,
+        lease_for: Duration,
+        reads: &[String],
+    ) -> Result<Option<Claimed>> {
+        match self {
+            Store::Postgres(pool) => {
+                let now = ops::now_ms();
+                let expires = ops::plus(now, lease_for);
+                match postgres::step_claim_woken(pool, run_id, step_id, worker, expires, now, reads)
+                    .await?
+                {
+                    postgres::Woken::Claimed(claimed) => return Ok(Some(*claimed)),
+                    postgres::Woken::Stale => return Ok(None),
+                    postgres::Woken::Refused => {}
+                }
+            }
+            Store::Sqlite(_) => match self.step_status_of(run_id, step_id).await {
+                Ok(StepStatus::Ready | StepStatus::Waiting) => {}
+                Ok(_) | Err(Error::StepNotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+        }
+        match self.step_claim(run_id, step_id, worker, lease_for).await {
+            Ok(row) => Ok(Some(Claimed { row, rows: None })),
+            Err(
+                Error::NotClaimable { .. } | Error::StepNotFound { .. } | Error::RunNotFound(_),
+            ) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Extends the lease to now + `lease_for` (and stores `checkpoint` if given). Refused
     /// with [`Error::LeaseLost`] unless `lease` still holds the running step.
     pub async fn step_renew_lease(

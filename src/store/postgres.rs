@@ -177,7 +177,56 @@ pub(super) async fn step_finish_ahead(
     Ok(Some((step, next)))
 }
 
-/// The SQLSTATE with which `runway_step_finish` refuses a transition decided ahead.
+/// What `runway_step_claim` made of a job's wake-up.
+pub(super) enum Woken {
+    Claimed(Box<Claimed>),
+    /// The step is not ready or waiting (or does not exist): the job was stale.
+    Stale,
+    /// Refused, having changed nothing: the general path decides (see the function).
+    Refused,
+}
+
+/// The claim of a step woken by its job in one statement (the `runway_step_claim`
+/// function), with the rows `reads` names as it leaves them.
+pub(super) async fn step_claim_woken(
+    pool: &Pool,
+    run_id: &str,
+    step_id: &str,
+    worker: &str,
+    expires: i64,
+    now: i64,
+    reads: &[String],
+) -> Result<Woken> {
+    let running = chain::canonical(&running_event_data(worker, expires));
+    let rows =
+        sqlx::query_as::<_, StepRow>("SELECT * FROM runway_step_claim($1, $2, $3, $4, $5, $6, $7)")
+            .bind(run_id)
+            .bind(step_id)
+            .bind(worker)
+            .bind(expires)
+            .bind(now)
+            .bind(running)
+            .bind(Json(reads))
+            .fetch_all(pool)
+            .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(REFUSED) => {
+            return Ok(Woken::Refused);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut rows = convert::<StepRow, StepRun>(rows)?.into_iter();
+    Ok(match rows.next() {
+        Some(row) => Woken::Claimed(Box::new(Claimed {
+            row,
+            rows: Some(rows.collect()),
+        })),
+        None => Woken::Stale,
+    })
+}
+
+/// The SQLSTATE with which `runway_step_finish` and `runway_step_claim` refuse.
 const REFUSED: &str = "RW001";
 
 /// A finishing UPDATE (`$1` to `$10`, see `ops::finish_set`) that also returns the rows of
