@@ -10,7 +10,7 @@
 //!   one worker, after a first run reported apart: the first after connecting).
 //! - `fan-out-40-join`: one step, 40 parallel steps, a join (likewise).
 //! - `steps-10000`: 10,000 no-op steps (100 runs of 100 parallel steps, created up front)
-//!   through 1 and 4 workers: throughput.
+//!   through 1 and 4 workers of 16 slots, and 4 workers of 4: throughput.
 //! - `one-run-2000`: 2,000 parallel no-op steps of one run, through 4 workers: the bound
 //!   that the per-run lock sets (every transition of a run is serialized).
 //! - `report-1000`: the evidence report of one finished 1,000-step run (100 stages of 10
@@ -125,22 +125,32 @@ struct Workers {
     handles: Vec<tokio::task::JoinHandle<Result<(), engine::Error>>>,
 }
 
-/// `workers` workers of `concurrency` slots, each with a store (pools) of its own, as
-/// `runway worker` processes have.
-async fn start_workers(url: &str, workers: usize, concurrency: usize) -> Workers {
-    let stop = CancellationToken::new();
-    let mut handles = Vec::with_capacity(workers);
+/// A store (pools) for each of `workers` workers, as `runway worker` processes have,
+/// connected before anything is timed.
+async fn worker_stores(url: &str, workers: usize) -> Vec<Store> {
+    let mut stores = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let store = Store::connect(url).await.expect("a worker's store");
-        let engine = Engine::new(
-            store,
-            engine::Config {
-                concurrency,
-                ..engine::Config::default()
-            },
-        );
-        handles.push(tokio::spawn(Arc::clone(&engine).work(stop.clone())));
+        stores.push(Store::connect(url).await.expect("a worker's store"));
     }
+    stores
+}
+
+/// A worker of `concurrency` slots on each store.
+fn start_workers(stores: Vec<Store>, concurrency: usize) -> Workers {
+    let stop = CancellationToken::new();
+    let handles = stores
+        .into_iter()
+        .map(|store| {
+            let engine = Engine::new(
+                store,
+                engine::Config {
+                    concurrency,
+                    ..engine::Config::default()
+                },
+            );
+            tokio::spawn(Arc::clone(&engine).work(stop.clone()))
+        })
+        .collect();
     Workers { stop, handles }
 }
 
@@ -189,7 +199,7 @@ async fn await_all(store: &Store, ids: &[String], status: RunStatus) {
 async fn latencies(url: &str, text: &str, runs: usize) -> Vec<(Duration, Duration, usize)> {
     let store = Store::connect(url).await.expect("store");
     let plan = compile(text);
-    let workers = start_workers(url, 1, 4).await;
+    let workers = start_workers(worker_stores(url, 1).await, 4);
     // Let the worker register and go idle, so the figure is the engine, not start-up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut out = Vec::with_capacity(runs);
@@ -213,12 +223,18 @@ async fn latencies(url: &str, text: &str, runs: usize) -> Vec<(Duration, Duratio
 }
 
 /// `runs` runs of `text`, created before the workers start: the time until all succeeded.
-async fn throughput(url: &str, text: &str, runs: usize, workers: usize) -> (Duration, usize) {
+async fn throughput(
+    url: &str,
+    text: &str,
+    runs: usize,
+    (workers, slots): (usize, usize),
+) -> (Duration, usize) {
     let store = Store::connect(url).await.expect("store");
     let plan = compile(text);
     let ids = create_runs(&store, &plan, text, runs).await;
+    let stores = worker_stores(url, workers).await;
     let started = Instant::now();
-    let pool = start_workers(url, workers, 16).await;
+    let pool = start_workers(stores, slots);
     await_all(&store, &ids, RunStatus::Succeeded).await;
     let took = started.elapsed();
     pool.stop().await;
@@ -226,17 +242,24 @@ async fn throughput(url: &str, text: &str, runs: usize, workers: usize) -> (Dura
     (took, runs * plan.playbook.steps.len())
 }
 
-fn report(backend: &str, scenario: &str, workers: usize, took: Duration, steps: usize) -> f64 {
+/// Prints one figure: `workers` workers of `slots` slots each took `took` for `steps` steps.
+fn report(
+    backend: &str,
+    scenario: &str,
+    (workers, slots): (usize, usize),
+    took: Duration,
+    steps: usize,
+) -> f64 {
     let ms = took.as_secs_f64() * 1000.0;
     let per_step = ms / steps as f64;
     let per_sec = steps as f64 / took.as_secs_f64();
     println!(
-        "{backend:<9} {scenario:<18} workers={workers} {ms:>9.1} ms  {per_step:>7.3} ms/step  {per_sec:>8.0} steps/s"
+        "{backend:<9} {scenario:<18} workers={workers}x{slots:<3} {ms:>9.1} ms  {per_step:>7.3} ms/step  {per_sec:>8.0} steps/s"
     );
     println!(
         "{}",
         json!({
-            "backend": backend, "scenario": scenario, "workers": workers,
+            "backend": backend, "scenario": scenario, "workers": workers, "slots": slots,
             "ms": (ms * 10.0).round() / 10.0, "ms_per_step": (per_step * 1000.0).round() / 1000.0,
             "steps_per_s": per_sec.round(),
         })
@@ -363,7 +386,7 @@ async fn report_1000(backend: &str, url: &str) {
     let store = Store::connect(url).await.expect("store");
     let text = layered(1000);
     let plan = compile(&text);
-    let workers = start_workers(url, 1, 8).await;
+    let workers = start_workers(worker_stores(url, 1).await, 8);
     let ids = create_runs(&store, &plan, &text, 1).await;
     await_all(&store, &ids, RunStatus::Succeeded).await;
     workers.stop().await;
@@ -464,7 +487,7 @@ fn main() {
                     tries.sort_by_key(|t| t.1);
                     let all: Vec<f64> = tries.iter().map(|t| (t.1.as_secs_f64() * 1e4).round() / 10.0).collect();
                     let (took, inside, steps) = tries[LATENCY_RUNS / 2];
-                    report(backend, name, 1, took, steps);
+                    report(backend, name, (1, 4), took, steps);
                     let ms = inside.as_secs_f64() * 1000.0;
                     let per = ms / steps as f64;
                     let cold_ms = cold.as_secs_f64() * 1000.0;
@@ -480,23 +503,27 @@ fn main() {
                 }
             }
             if wanted("steps-10000") {
-                for workers in [1, 4] {
-                    let tag = format!("steps_{workers}");
-                    let (took, steps) = throughput(&url(&tag).await, &wide(100), 100, workers).await;
-                    let per_sec = report(backend, "steps-10000", workers, took, steps);
+                // 16 slots a worker, and four workers of `runway worker`'s default 4: as
+                // many slots as the one worker has, in four processes.
+                for shape in [(1, 16), (4, 16), (4, 4)] {
+                    let tag = format!("steps_{}x{}", shape.0, shape.1);
+                    let (took, steps) = throughput(&url(&tag).await, &wide(100), 100, shape).await;
+                    let per_sec = report(backend, "steps-10000", shape, took, steps);
                     if *backend == "postgres"
                         && let Some(tps) = tps4
                     {
                         println!(
-                            "postgres  steps-10000        workers={workers} {:.2} of pgbench-4 TPS / 2 (goal 0.5)",
+                            "postgres  steps-10000        workers={}x{:<3} {:.2} of pgbench-4 TPS / 2 (goal 0.5)",
+                            shape.0,
+                            shape.1,
                             per_sec / (tps / 2.0)
                         );
                     }
                 }
             }
             if wanted("one-run-2000") {
-                let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, 4).await;
-                report(backend, "one-run-2000", 4, took, steps);
+                let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, (4, 16)).await;
+                report(backend, "one-run-2000", (4, 16), took, steps);
             }
             if wanted("report-1000") {
                 report_1000(backend, &url("report").await).await;

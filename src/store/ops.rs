@@ -81,14 +81,16 @@ impl Wake {
         }
     }
 
-    /// The apalis task. `max_attempts(1)`: apalis' own retries re-fetch at once, without
+    /// The apalis task; `rank` is its place among the jobs of its run pushed together
+    /// (see [`tasks`]). `max_attempts(1)`: apalis' own retries re-fetch at once, without
     /// backoff, so they are off and a retry is a new delayed job. `run_at` has one-second
     /// resolution in apalis, so a delayed job is rounded up: a job that arrives before its
     /// step is due finds it not claimable.
-    pub(super) fn task(&self) -> Task<Vec<u8>> {
+    fn task(&self, rank: usize) -> Task<Vec<u8>> {
         let payload = serde_json::to_vec(&self.job).expect("a StepJob always serializes");
         let builder = TaskBuilder::new(payload)
             .max_attempts(1)
+            .priority(RANKS - rank.min(RANKS - 1))
             .task_id(TaskId::from_string(self.id.clone()));
         match self.at_ms {
             Some(ms) => builder
@@ -98,6 +100,36 @@ impl Wake {
         }
     }
 }
+
+/// The apalis tasks of `wakes`, in order. Workers fetch jobs by priority, then due time:
+/// each job's priority falls with its place among the jobs of its run in this push, so the
+/// queue serves runs in turn (every run's first step before any run's second) instead of
+/// one run's whole fan-out first. Measured: 100 runs of 100 steps created together sent the
+/// first 64 jobs fetched, and so 64 slots of four workers, to the first run, whose lock
+/// they then took one after the other.
+pub(super) fn tasks(wakes: &[Wake]) -> Vec<Task<Vec<u8>>> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    wakes
+        .iter()
+        .map(|w| {
+            let rank = match seen.iter_mut().find(|(run, _)| *run == w.job.run_id) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.push((&w.job.run_id, 0));
+                    0
+                }
+            };
+            w.task(rank)
+        })
+        .collect()
+}
+
+/// The priority levels of [`tasks`]: the 64th job of a run's push and those after it share
+/// the lowest.
+const RANKS: usize = 64;
 
 /// What `push_jobs` records on the woken steps' rows: each wake's run, step and job id,
 /// as a JSON array (one statement whatever the number of wakes).
@@ -1891,3 +1923,30 @@ macro_rules! transitions {
 }
 
 pub(super) use {finish_set, guarded, transitions};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_run_s_jobs_fall_in_priority_so_the_queue_serves_runs_in_turn() {
+        let wakes = [
+            Wake::new("r1", "a", 1, None),
+            Wake::new("r1", "b", 1, None),
+            Wake::new("r2", "a", 1, None),
+            Wake::new("r1", "c", 1, None),
+        ];
+        let priorities: Vec<Option<usize>> =
+            tasks(&wakes).iter().map(|t| t.ctx().priority()).collect();
+        assert_eq!(priorities, [Some(64), Some(63), Some(64), Some(62)]);
+        let many: Vec<Wake> = (0..100)
+            .map(|i| Wake::new("r", &format!("s{i}"), 1, None))
+            .collect();
+        let lowest = tasks(&many).last().and_then(|t| t.ctx().priority());
+        assert_eq!(
+            lowest,
+            Some(1),
+            "a wide push bottoms out at the lowest level"
+        );
+    }
+}

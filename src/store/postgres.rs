@@ -270,7 +270,7 @@ async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
     if wakes.is_empty() {
         return Ok(());
     }
-    let tasks = wakes.iter().map(Wake::task).collect();
+    let tasks = super::ops::tasks(wakes);
     apalis_postgres::queries::push_tasks(conn, QUEUE, tasks).await?;
     // One statement per run (nearly always one): with the run fixed the rows are found
     // through the primary key's prefix, where a join on both columns was planned as a

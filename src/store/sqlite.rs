@@ -100,7 +100,7 @@ async fn push_jobs(conn: &mut Conn, wakes: &[Wake]) -> Result<()> {
     if wakes.is_empty() {
         return Ok(());
     }
-    let tasks: Vec<_> = wakes.iter().map(Wake::task).collect();
+    let tasks = super::ops::tasks(wakes);
     apalis_sqlite::queries::push_tasks(conn, QUEUE, &tasks).await?;
     sqlx::query(
         "UPDATE step_runs SET job_id = w.job \
