@@ -37,11 +37,16 @@ $$;
 
 -- Appends events to a run's chain after the head (`p_seq`, `p_prev`) the caller read with
 -- the run's lock, all stamped `p_at`, in one INSERT (the head moves with it: see
--- `runway_run_heads_of_statement`).
+-- `runway_run_heads_of_statement`), and returns the new head's `seq`.
+--
+-- The helpers here return one value (a row with every column NULL for "none") rather than
+-- a set: PL/pgSQL evaluates `v := f(...)` as a plain expression, where `SELECT * INTO v
+-- FROM f(...)` or `PERFORM f(...)` runs a whole query (executor start-up, a function scan,
+-- a tuple store), measured at a tenth of a transition's time.
 CREATE FUNCTION runway_append(
     p_run text, p_seq bigint, p_prev text, p_at bigint,
     p_kinds text[], p_steps text[], p_attempts integer[], p_datas text[]
-) RETURNS void
+) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     v_seqs bigint[] := '{}';
@@ -59,19 +64,22 @@ BEGIN
     SELECT p_run, u.seq, p_at, u.kind, u.step_id, u.attempt, u.data::jsonb, u.prev, u.hash
     FROM unnest(v_seqs, p_kinds, p_steps, p_attempts, p_datas, v_prevs, v_hashes)
          AS u (seq, kind, step_id, attempt, data, prev, hash);
+    RETURN p_seq + cardinality(p_kinds);
 END
 $$;
 
 -- Claims for `p_worker` (until `p_expires`) the first ready step of run `p_run` that is due
 -- at `p_now`, and deletes the job queued to wake it unless a worker fetched it already
 -- (that worker then finds the step taken). The caller holds the run's lock and appends the
--- `step.running` event. No row when nothing is ready. (PL/pgSQL rather than SQL: Postgres
--- 15 plans a SQL function's statements again at every call, PL/pgSQL once per session.)
+-- `step.running` event. A row of NULLs when nothing is ready. (PL/pgSQL rather than SQL:
+-- Postgres 15 plans a SQL function's statements again at every call, PL/pgSQL once per
+-- session.)
 CREATE FUNCTION runway_claim_ready(p_run text, p_worker text, p_expires bigint, p_now bigint)
-RETURNS SETOF step_runs
+RETURNS step_runs
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_row step_runs;
 BEGIN
-    RETURN QUERY
     WITH c AS (
         UPDATE step_runs SET status = 'running', attempt = attempt + 1,
             lease_owner = p_worker, lease_expires_at = p_expires, ready_at = NULL,
@@ -85,7 +93,8 @@ BEGIN
     ), j AS (
         DELETE FROM apalis.jobs WHERE id = (SELECT job_id FROM c) AND status = 'Pending'
     )
-    SELECT * FROM c;
+    SELECT * INTO v_row FROM c;
+    RETURN v_row;
 END
 $$;
 
@@ -94,8 +103,8 @@ $$;
 -- nobody holds, is locked with its head (SKIP LOCKED: this never waits, and two
 -- transactions that each hold one run and look for another never wait on each other); its
 -- first ready step is claimed for `p_worker` and its `step.running` event (data
--- `p_running_data`, canonical) appended to that run's chain. No row when the worker should
--- take a step of its own run instead, or there is none anywhere:
+-- `p_running_data`, canonical) appended to that run's chain. A row of NULLs when the worker
+-- should take a step of its own run instead, or there is none anywhere:
 --
 -- 1. A worker alone in a run with a step ready (no other step of it running) stays: nobody
 --    else will wait for its lock, and the caller's claim is one index probe.
@@ -113,7 +122,7 @@ $$;
 -- slots on 33 runs).
 CREATE FUNCTION runway_hand_over_other(
     p_run text, p_worker text, p_expires bigint, p_now bigint, p_running_data text
-) RETURNS SETOF step_runs
+) RETURNS step_runs
 LANGUAGE plpgsql AS $$
 DECLARE
     v_other text;
@@ -124,7 +133,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run AND status = 'running')
        AND EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run AND status = 'ready'
                    AND ready_at <= p_now) THEN
-        RETURN;
+        RETURN v_row;
     END IF;
     SELECT r.id, h.seq, h.hash INTO v_other, v_seq, v_prev
     FROM (SELECT c.id FROM runs c WHERE c.status = 'running' AND c.id <> p_run
@@ -137,15 +146,15 @@ BEGIN
     LIMIT 1
     FOR NO KEY UPDATE OF r, h SKIP LOCKED;
     IF NOT FOUND THEN
-        RETURN;
+        RETURN v_row;
     END IF;
-    SELECT * INTO v_row FROM runway_claim_ready(v_other, p_worker, p_expires, p_now);
-    IF NOT FOUND THEN
-        RETURN;
+    v_row := runway_claim_ready(v_other, p_worker, p_expires, p_now);
+    IF v_row.run_id IS NOT NULL THEN
+        v_seq := runway_append(v_other, v_seq, v_prev, p_now, ARRAY['step.running'],
+                               ARRAY[v_row.step_id], ARRAY[v_row.attempt],
+                               ARRAY[p_running_data]);
     END IF;
-    PERFORM runway_append(v_other, v_seq, v_prev, p_now, ARRAY['step.running'],
-                          ARRAY[v_row.step_id], ARRAY[v_row.attempt], ARRAY[p_running_data]);
-    RETURN NEXT v_row;
+    RETURN v_row;
 END
 $$;
 
@@ -181,6 +190,10 @@ DECLARE
     v_steps text[];
     v_attempts integer[];
     v_datas text[];
+    v_running boolean;
+    v_ready boolean;
+    v_due boolean;
+    v_main_open boolean;
 BEGIN
     SELECT r.status, h.seq, h.hash INTO v_run_status, v_seq, v_prev
     FROM runs r JOIN run_heads h ON h.run_id = r.id
@@ -189,14 +202,16 @@ BEGIN
     IF NOT FOUND OR v_run_status <> 'running' THEN
         RAISE EXCEPTION USING ERRCODE = 'RW001', MESSAGE = 'the run is not running';
     END IF;
-    IF EXISTS (
-        SELECT 1 FROM jsonb_each_text(p_expect) e
-        JOIN step_runs s ON s.run_id = p_run AND s.step_id = e.key
-        WHERE CASE WHEN s.status IN ('pending', 'ready', 'running', 'waiting') THEN 'open'
-                   ELSE s.status END <> e.value
-    ) THEN
-        RAISE EXCEPTION USING ERRCODE = 'RW001',
-            MESSAGE = 'a row the decision read has changed';
+    IF p_expect <> '{}' THEN
+        IF EXISTS (
+            SELECT 1 FROM jsonb_each_text(p_expect) e
+            JOIN step_runs s ON s.run_id = p_run AND s.step_id = e.key
+            WHERE CASE WHEN s.status IN ('pending', 'ready', 'running', 'waiting') THEN 'open'
+                       ELSE s.status END <> e.value
+        ) THEN
+            RAISE EXCEPTION USING ERRCODE = 'RW001',
+                MESSAGE = 'a row the decision read has changed';
+        END IF;
     END IF;
     UPDATE step_runs SET status = p_status, outputs = p_outputs,
         checkpoint = COALESCE(p_checkpoint, checkpoint), error = p_error,
@@ -225,19 +240,27 @@ BEGIN
         v_attempts := v_attempts || ARRAY[v_next.attempt - 1, v_next.attempt];
         v_datas := v_datas || ARRAY[p_ready_data, p_running_data];
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run
-                   AND status IN ('ready', 'running'))
-       OR NOT EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run AND list = 'main'
-                      AND status IN ('pending', 'ready', 'running', 'waiting')) THEN
+    -- What is open now, in one statement: for the run's fate, and for the hand-over.
+    SELECT EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run AND status = 'running'),
+           EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run AND status = 'ready'),
+           EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run AND status = 'ready'
+                   AND ready_at <= p_now),
+           EXISTS (SELECT 1 FROM step_runs WHERE run_id = p_run AND list = 'main'
+                   AND status IN ('pending', 'ready', 'running', 'waiting'))
+    INTO v_running, v_ready, v_due, v_main_open;
+    IF NOT (v_running OR v_ready) OR NOT v_main_open THEN
         RAISE EXCEPTION USING ERRCODE = 'RW001', MESSAGE = 'the run may end or wait';
     END IF;
     IF p_ready IS NULL AND p_claim_worker IS NOT NULL THEN
-        SELECT * INTO v_next FROM runway_hand_over_other(
-            p_run, p_claim_worker, p_claim_expires, p_now, p_running_data);
-        IF NOT FOUND THEN
-            SELECT * INTO v_next FROM runway_claim_ready(
-                p_run, p_claim_worker, p_claim_expires, p_now);
-            IF FOUND THEN
+        -- Alone here with a step ready: stay (`runway_hand_over_other`'s first rule,
+        -- answered from the look above).
+        IF NOT (v_due AND NOT v_running) THEN
+            v_next := runway_hand_over_other(
+                p_run, p_claim_worker, p_claim_expires, p_now, p_running_data);
+        END IF;
+        IF v_next.run_id IS NULL THEN
+            v_next := runway_claim_ready(p_run, p_claim_worker, p_claim_expires, p_now);
+            IF v_next.run_id IS NOT NULL THEN
                 v_kinds := v_kinds || 'step.running'::text;
                 v_steps := v_steps || v_next.step_id;
                 v_attempts := v_attempts || v_next.attempt;
@@ -245,7 +268,7 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    PERFORM runway_append(p_run, v_seq, v_prev, p_now, v_kinds, v_steps, v_attempts, v_datas);
+    v_seq := runway_append(p_run, v_seq, v_prev, p_now, v_kinds, v_steps, v_attempts, v_datas);
     RETURN NEXT v_done;
     IF v_next.run_id IS NOT NULL THEN
         RETURN NEXT v_next;
@@ -300,8 +323,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'RW001', MESSAGE = 'the step is not claimable now';
     END IF;
-    PERFORM runway_append(p_run, v_seq, v_prev, p_now, ARRAY['step.running'],
-                          ARRAY[p_step], ARRAY[v_row.attempt], ARRAY[p_running_data]);
+    v_seq := runway_append(p_run, v_seq, v_prev, p_now, ARRAY['step.running'],
+                           ARRAY[p_step], ARRAY[v_row.attempt], ARRAY[p_running_data]);
     RETURN NEXT v_row;
     RETURN QUERY SELECT * FROM step_runs WHERE run_id = p_run
         AND step_id IN (SELECT jsonb_array_elements_text(p_reads));

@@ -112,16 +112,18 @@ async fn hand_over_other(
     now: i64,
 ) -> Result<Option<StepRun>> {
     let running = chain::canonical(&running_event_data(&claim.worker, expires));
-    sqlx::query_as::<_, StepRow>("SELECT * FROM runway_hand_over_other($1, $2, $3, $4, $5)")
-        .bind(run_id)
-        .bind(&claim.worker)
-        .bind(expires)
-        .bind(now)
-        .bind(running)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(StepRun::try_from)
-        .transpose()
+    sqlx::query_as::<_, StepRow>(
+        "SELECT * FROM runway_hand_over_other($1, $2, $3, $4, $5) WHERE run_id IS NOT NULL",
+    )
+    .bind(run_id)
+    .bind(&claim.worker)
+    .bind(expires)
+    .bind(now)
+    .bind(running)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(StepRun::try_from)
+    .transpose()
 }
 
 /// A transition decided ahead (see `store::ahead`), applied by the `runway_step_finish`
@@ -245,7 +247,8 @@ const FINISH_READING: Option<&str> = Some(concat!(
 
 /// `ops::claim_any_ready`: the `runway_claim_ready` function, which also retires the
 /// claimed step's job (see [`retire_job`]) in the same statement.
-const CLAIM_ANY_READY: &str = "SELECT * FROM runway_claim_ready($1, $2, $3, $4)";
+const CLAIM_ANY_READY: &str =
+    "SELECT * FROM runway_claim_ready($1, $2, $3, $4) WHERE run_id IS NOT NULL";
 const CLAIM_RETIRES_JOB: bool = true;
 
 /// The rows of the named steps of one run (as a JSON array parameter, so the statement
