@@ -681,42 +681,22 @@ impl Decide for Chain {
     }
 }
 
-/// `j` needs `a` and `b`; the run ends when everything has. Decides `j` from the three rows.
+/// [`JoinDecider`]'s whole view, and its decision about `j` from the three rows alone (so
+/// the store may decide ahead): `j` is ready once `a` and `b` have succeeded.
 struct Join;
 
-impl Join {
-    fn j_ready(steps: &[StepRun]) -> bool {
-        let st = |id: &str| steps.iter().find(|s| s.step_id == id).map(|s| s.status);
-        st("j") == Some(StepStatus::Pending)
-            && ["a", "b"]
-                .iter()
-                .all(|id| st(id).is_some_and(StepStatus::is_terminal))
-    }
-}
-
 impl Decide for Join {
-    fn decide(&self, _run: &Run, steps: &[StepRun]) -> Advance {
-        let mut adv = Advance::default();
-        if Join::j_ready(steps) {
-            adv.then.push(Decision::ready("j"));
-        } else if steps.iter().all(|s| s.status.is_terminal()) {
-            adv.run_status = Some(RunStatus::Succeeded);
-        }
-        adv
+    fn decide(&self, run: &Run, steps: &[StepRun]) -> Advance {
+        JoinDecider { wake: None }.decide(run, steps)
     }
 
     fn reads_after(&self, ended: &Ended<'_>) -> Option<Vec<String>> {
-        Some(match ended.step_id {
-            "j" => vec!["j".to_owned()],
-            _ => ["a", "b", "j"].map(str::to_owned).to_vec(),
-        })
+        (ended.step_id != "j").then(|| ["a", "b", "j"].map(str::to_owned).to_vec())
     }
 
-    fn decide_after(&self, _run: &Run, _ended: &Ended<'_>, rows: &[StepRun]) -> Option<Advance> {
-        let mut adv = Advance::default();
-        if Join::j_ready(rows) {
-            adv.then.push(Decision::ready("j"));
-        }
+    fn decide_after(&self, run: &Run, _ended: &Ended<'_>, rows: &[StepRun]) -> Option<Advance> {
+        let mut adv = JoinDecider { wake: None }.decide(run, rows);
+        adv.run_status = None;
         Some(adv)
     }
 }
@@ -850,8 +830,23 @@ async fn a_decision_ahead_on_rows_that_changed_is_taken_again_under_the_lock(db:
         claim(store, &run.id, "a").await?,
         claim(store, &run.id, "b").await?,
     );
-    // Both workers read the rows while both steps ran.
+    let ok = Finish::new(StepStatus::Succeeded);
+    store
+        .step_finish_with(&Guard::Lease(lb), &ok, &Join)
+        .await?;
+    // a's worker reads the rows with b succeeded: ahead, j would be ready and handed to
+    // it. Then b's row changes behind the store (an outsider: nothing in the store moves
+    // an ended step), and the decision taken on what it read must not be applied.
     let rows = store.steps_of_run(&run.id).await?;
+    exec(
+        store,
+        &format!(
+            "UPDATE step_runs SET status = 'failed' WHERE run_id = '{}' AND step_id = 'b'",
+            run.id
+        ),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let known = runway::store::Known {
         run: &run,
         rows: &rows,
@@ -860,27 +855,17 @@ async fn a_decision_ahead_on_rows_that_changed_is_taken_again_under_the_lock(db:
         worker: "w9".into(),
         lease_for: HOUR,
     };
-    let ok = Finish::new(StepStatus::Succeeded);
-    let (_, next) = store
+    let (a, next) = store
         .step_finish_claiming(&Guard::Lease(la), &ok, &Join, &offer, Some(known))
         .await?;
-    assert!(next.is_none(), "b still runs, so j waits: {next:?}");
-    // b's worker decided on rows where a still ran: j would wait for ever. The store sees
-    // that a has ended since and decides under the lock instead.
-    let (_, next) = store
-        .step_finish_claiming(&Guard::Lease(lb), &ok, &Join, &offer, Some(known))
-        .await?;
-    let j = next.context("j was readied and handed over")?.row;
-    assert_eq!(
-        (j.step_id.as_str(), j.status, j.lease_owner.as_deref()),
-        ("j", StepStatus::Running, Some("w9"))
-    );
+    assert_eq!(a.status, StepStatus::Succeeded);
+    assert!(next.is_none(), "b failed, so j does not start: {next:?}");
+    assert_eq!(step(store, &run.id, "j").await?.status, StepStatus::Pending);
     let events = store.events_of_run(&run.id).await?;
-    let readied = events
-        .iter()
-        .filter(|e| e.kind == "step.ready" && e.step_id.as_deref() == Some("j"))
-        .count();
-    assert_eq!(readied, 1);
+    assert!(
+        !events.iter().any(|e| e.step_id.as_deref() == Some("j")),
+        "nothing was recorded of j"
+    );
     assert_eq!(store.events_verify(&run.id).await?, None);
     Ok(())
 }

@@ -68,6 +68,27 @@ BEGIN
 END
 $$;
 
+-- Takes run `p_run`'s lock for a transition, as the store's `lock_run` does (`FOR NO KEY
+-- UPDATE` of the run and its chain head, so that a wait returns the newest head), and
+-- returns the head; refuses (RW001) unless the run is running.
+CREATE FUNCTION runway_lock_running(p_run text) RETURNS run_heads
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+    v_head run_heads;
+BEGIN
+    SELECT r.status, h.run_id, h.seq, h.hash
+    INTO v_status, v_head.run_id, v_head.seq, v_head.hash
+    FROM runs r JOIN run_heads h ON h.run_id = r.id
+    WHERE r.id = p_run
+    FOR NO KEY UPDATE OF r, h;
+    IF NOT FOUND OR v_status <> 'running' THEN
+        RAISE EXCEPTION USING ERRCODE = 'RW001', MESSAGE = 'the run is not running';
+    END IF;
+    RETURN v_head;
+END
+$$;
+
 -- Claims for `p_worker` (until `p_expires`) the first ready step of run `p_run` that is due
 -- at `p_now`, and deletes the job queued to wake it unless a worker fetched it already
 -- (that worker then finds the step taken). The caller holds the run's lock and appends the
@@ -181,7 +202,7 @@ CREATE FUNCTION runway_step_finish(
 ) RETURNS SETOF step_runs
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_run_status text;
+    v_head run_heads;
     v_seq bigint;
     v_prev text;
     v_done step_runs;
@@ -195,13 +216,9 @@ DECLARE
     v_due boolean;
     v_main_open boolean;
 BEGIN
-    SELECT r.status, h.seq, h.hash INTO v_run_status, v_seq, v_prev
-    FROM runs r JOIN run_heads h ON h.run_id = r.id
-    WHERE r.id = p_run
-    FOR NO KEY UPDATE OF r, h;
-    IF NOT FOUND OR v_run_status <> 'running' THEN
-        RAISE EXCEPTION USING ERRCODE = 'RW001', MESSAGE = 'the run is not running';
-    END IF;
+    v_head := runway_lock_running(p_run);
+    v_seq := v_head.seq;
+    v_prev := v_head.hash;
     IF p_expect <> '{}' THEN
         IF EXISTS (
             SELECT 1 FROM jsonb_each_text(p_expect) e
@@ -296,7 +313,7 @@ CREATE FUNCTION runway_step_claim(
 ) RETURNS SETOF step_runs
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_run_status text;
+    v_head run_heads;
     v_seq bigint;
     v_prev text;
     v_row step_runs;
@@ -306,13 +323,9 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    SELECT r.status, h.seq, h.hash INTO v_run_status, v_seq, v_prev
-    FROM runs r JOIN run_heads h ON h.run_id = r.id
-    WHERE r.id = p_run
-    FOR NO KEY UPDATE OF r, h;
-    IF NOT FOUND OR v_run_status <> 'running' THEN
-        RAISE EXCEPTION USING ERRCODE = 'RW001', MESSAGE = 'the run is not running';
-    END IF;
+    v_head := runway_lock_running(p_run);
+    v_seq := v_head.seq;
+    v_prev := v_head.hash;
     UPDATE step_runs SET status = 'running',
         attempt = CASE WHEN status = 'waiting' THEN attempt ELSE attempt + 1 END,
         lease_owner = p_worker, lease_expires_at = p_expires, ready_at = NULL,
@@ -335,7 +348,8 @@ $$;
 -- itself, Postgres planned the hand-over's statements anew at every call (a custom plan for
 -- each `p_now`), which cost more than executing them (0.4 ms against 0.5 ms, measured with
 -- pg_stat_statements.track_planning). Every statement here is an index probe or a short
--- scan of one run's open steps, whatever the parameters, so one plan fits all.
+-- scan of one run's open steps, whatever the parameters, so one plan fits all. Set on the
+-- functions the store calls; the helpers they call run with their caller's setting.
 ALTER FUNCTION runway_claim_ready(text, text, bigint, bigint)
     SET plan_cache_mode = force_generic_plan;
 ALTER FUNCTION runway_hand_over_other(text, text, bigint, bigint, text)
