@@ -157,7 +157,7 @@ impl Engine {
             Err(e) => return Err(e.into()),
         };
         // The rows the step reads come with its claim where the store can. A plan that
-        // no longer compiles is found by the attempt, which fails the step.
+        // no longer compiles asks for none here: `execute` reports it, as it always did.
         let reads = self
             .plan_of(&run)
             .map(|plan| Decider { plan: &plan }.reads_for(&job.step_id))

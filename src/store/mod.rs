@@ -359,9 +359,10 @@ impl Store {
 
     /// [`Store::step_finish_with`], and a step claimed for `claim.worker` in the same
     /// transaction (the hand-over; no job is pushed for it): the first one the result makes
-    /// ready, else (Postgres) a ready step of another run nobody is transitioning, else one
-    /// of this run's. The worker runs it next. `None` when there was none (or the result
-    /// ended the run).
+    /// ready; else a ready step of this run if no other step of it is running; else
+    /// (Postgres) a ready step of another run with no step running and nobody
+    /// transitioning it; else one of this run's. The worker runs it next. `None` when there
+    /// was none (or the result ended the run).
     ///
     /// `known` are rows of the run the worker read earlier: where the backend can apply a
     /// transition decided ahead in one statement (Postgres: [`Store::decides_ahead`]), the
