@@ -819,17 +819,7 @@ async fn finishing_ahead_writes_what_the_general_path_writes(db: Db) -> Result<(
 
 async fn a_decision_ahead_on_rows_that_changed_is_taken_again_under_the_lock(db: Db) -> Result<()> {
     let store = &db.store;
-    let run = store
-        .run_create(&new_run(&[
-            ("a", StepStatus::Ready),
-            ("b", StepStatus::Ready),
-            ("j", StepStatus::Pending),
-        ]))
-        .await?;
-    let (la, lb) = (
-        claim(store, &run.id, "a").await?,
-        claim(store, &run.id, "b").await?,
-    );
+    let (run, la, lb) = a_and_b_claimed_before_j(store).await?;
     let ok = Finish::new(StepStatus::Succeeded);
     store
         .step_finish_with(&Guard::Lease(lb), &ok, &Join)
@@ -988,6 +978,20 @@ async fn a_woken_claim_of_a_due_timer_sets_a_waiting_run_running_again(db: Db) -
     Ok(())
 }
 
+/// A run where `j` needs `a` and `b`, both claimed by w1: their leases.
+async fn a_and_b_claimed_before_j(store: &Store) -> Result<(Run, Lease, Lease)> {
+    let run = store
+        .run_create(&new_run(&[
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Ready),
+            ("j", StepStatus::Pending),
+        ]))
+        .await?;
+    let la = claim(store, &run.id, "a").await?;
+    let lb = claim(store, &run.id, "b").await?;
+    Ok((run, la, lb))
+}
+
 async fn claim(store: &Store, run_id: &str, step: &str) -> Result<Lease> {
     store
         .step_claim(run_id, step, "w1", HOUR)
@@ -999,17 +1003,7 @@ async fn claim(store: &Store, run_id: &str, step: &str) -> Result<Lease> {
 async fn decider_sees_concurrent_finishes_so_a_join_is_readied_once(db: Db) -> Result<()> {
     let store = &db.store;
     for _ in 0..5 {
-        let run = store
-            .run_create(&new_run(&[
-                ("a", StepStatus::Ready),
-                ("b", StepStatus::Ready),
-                ("j", StepStatus::Pending),
-            ]))
-            .await?;
-        let (la, lb) = (
-            claim(store, &run.id, "a").await?,
-            claim(store, &run.id, "b").await?,
-        );
+        let (run, la, lb) = a_and_b_claimed_before_j(store).await?;
         let d = JoinDecider { wake: None };
         let ok = Finish::new(StepStatus::Succeeded);
         // Both finish at once: whichever commits second must see the first's result.
