@@ -106,8 +106,35 @@ fn compile(text: &str) -> Plan {
     .expect("the bench playbook compiles")
 }
 
+/// The databases this run created, dropped when it ends (each scenario's figures are
+/// printed by then; a run stopped half-way leaves its own for the next run of its tag).
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Drops the databases [`fresh_postgres`] created.
+async fn drop_created(server: &str) {
+    let mut created: Vec<String> = std::mem::take(&mut *CREATED.lock().expect("created databases"));
+    created.sort();
+    created.dedup();
+    if created.is_empty() {
+        return;
+    }
+    let admin = sqlx::PgPool::connect(server)
+        .await
+        .expect("postgres server");
+    for db in created {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .expect("drop");
+    }
+    admin.close().await;
+}
+
 async fn fresh_postgres(server: &str, tag: &str) -> String {
     let db = format!("runway_bench_{tag}_{}", std::process::id());
+    CREATED.lock().expect("created databases").push(db.clone());
     let admin = sqlx::PgPool::connect(server)
         .await
         .expect("postgres server");
@@ -554,6 +581,9 @@ fn main() {
             if wanted("memory") {
                 memory(backend, &url("memory").await).await;
             }
+        }
+        if postgres {
+            drop_created(&server).await;
         }
     });
 }
