@@ -1,7 +1,8 @@
 //! The engine's speed and memory on both stores, next to the database's own ceiling.
 //!
 //! `cargo bench --bench engine [-- FILTER...]` runs the scenarios whose name contains one of
-//! the filters (all when none is given):
+//! the filters (all when none is given); a scenario of one store is also named with the
+//! store first, `postgres/chain-40`:
 //!
 //! - `pgbench-1`, `pgbench-4`: `pgbench` inserting one row per transaction with 1 and 4
 //!   clients, the ceiling for commits per second on this machine (Postgres only; skipped
@@ -10,8 +11,8 @@
 //!   one worker, after a first run reported apart: the first after connecting).
 //! - `fan-out-40-join`: one step, 40 parallel steps, a join (likewise).
 //! - `steps-10000`: 10,000 no-op steps (100 runs of 100 parallel steps, created up front)
-//!   through 1 and 4 workers of 16 slots, and 4 workers of 4: throughput (the median of 3
-//!   runs).
+//!   through 1 and 4 workers of 16 slots, and 4 workers of 4 (one shape: `steps-10000-4x16`):
+//!   throughput (the median of 3 runs).
 //! - `one-run-2000`: 2,000 parallel no-op steps of one run, through 4 workers: the bound
 //!   that the per-run lock sets (every transition of a run is serialized).
 //! - `report-1000`: the evidence report of one finished 1,000-step run (100 stages of 10
@@ -23,7 +24,8 @@
 //! Workers are in-process `Engine`s with their own apalis workers, exactly what
 //! `runway worker` runs (the memory scenario runs the real binary). Postgres:
 //! `RUNWAY_BENCH_POSTGRES_URL` (a server URL; a fresh database per scenario), default
-//! `postgres://postgres@127.0.0.1:5432/postgres`; `skip` measures SQLite only. Prints a
+//! `postgres://postgres@127.0.0.1:5432/postgres`; `skip` measures SQLite only; with
+//! `RUNWAY_BENCH_KEEP` set, the databases are left on the server to look at. Prints a
 //! table line and a JSON line per figure.
 
 use std::path::Path;
@@ -35,7 +37,7 @@ use runway::engine::{self, Engine, Origin};
 use runway::plan::Plan;
 use runway::source::Source;
 use runway::state::RunStatus;
-use runway::store::Store;
+use runway::store::{DEFAULT_CONNECTIONS, Store};
 use serde_json::{Map, json};
 use tokio_util::sync::CancellationToken;
 
@@ -115,7 +117,7 @@ async fn drop_created(server: &str) {
     let mut created: Vec<String> = std::mem::take(&mut *CREATED.lock().expect("created databases"));
     created.sort();
     created.dedup();
-    if created.is_empty() {
+    if created.is_empty() || std::env::var_os("RUNWAY_BENCH_KEEP").is_some() {
         return;
     }
     let admin = sqlx::PgPool::connect(server)
@@ -158,10 +160,14 @@ struct Workers {
 
 /// A store (pools) for each of `workers` workers, as `runway worker` processes have,
 /// connected before anything is timed.
-async fn worker_stores(url: &str, workers: usize) -> Vec<Store> {
+async fn worker_stores(url: &str, workers: usize, connections: u32) -> Vec<Store> {
     let mut stores = Vec::with_capacity(workers);
     for _ in 0..workers {
-        stores.push(Store::connect(url).await.expect("a worker's store"));
+        stores.push(
+            Store::connect_with(url, connections)
+                .await
+                .expect("a worker's store"),
+        );
     }
     stores
 }
@@ -230,7 +236,7 @@ async fn await_all(store: &Store, ids: &[String], status: RunStatus) {
 async fn latencies(url: &str, text: &str, runs: usize) -> Vec<(Duration, Duration, usize)> {
     let store = Store::connect(url).await.expect("store");
     let plan = compile(text);
-    let workers = start_workers(worker_stores(url, 1).await, 4);
+    let workers = start_workers(worker_stores(url, 1, DEFAULT_CONNECTIONS).await, 4);
     // Let the worker register and go idle, so the figure is the engine, not start-up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut out = Vec::with_capacity(runs);
@@ -259,18 +265,72 @@ async fn throughput(
     text: &str,
     runs: usize,
     (workers, slots): (usize, usize),
+    connections: u32,
 ) -> (Duration, usize) {
     let store = Store::connect(url).await.expect("store");
     let plan = compile(text);
     let ids = create_runs(&store, &plan, text, runs).await;
-    let stores = worker_stores(url, workers).await;
+    let stores = worker_stores(url, workers, connections).await;
+    let cpu = Cpu::now();
     let started = Instant::now();
     let pool = start_workers(stores, slots);
     await_all(&store, &ids, RunStatus::Succeeded).await;
     let took = started.elapsed();
+    let steps = runs * plan.playbook.steps.len();
+    // Postgres only: on SQLite the time spent in fsync is counted in the process' CPU
+    // time but as the machine's idle (iowait), so the two do not compare.
+    if let (true, Some(before), Some(after)) = (url.starts_with("postgres"), cpu, Cpu::now()) {
+        let per_step = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_S / steps as f64;
+        println!(
+            "          cpu per step: this process {:.0} µs, the whole machine {:.0} µs, idle {:.0} µs ({workers}x{slots}, {connections} connections each, {} ms)",
+            per_step(after.own - before.own),
+            per_step(after.busy - before.busy),
+            per_step(after.idle - before.idle),
+            took.as_millis()
+        );
+    }
     pool.stop().await;
     store.close().await;
-    (took, runs * plan.playbook.steps.len())
+    (took, steps)
+}
+
+/// Connections to Postgres for all workers together: four a core of the database's two
+/// (docs/PERFORMANCE.md, "Connections").
+const CONNECTIONS_BUDGET: u32 = 8;
+
+/// Linux's clock ticks a second (`getconf CLK_TCK`), in which /proc counts CPU time.
+const TICKS_PER_S: f64 = 100.0;
+
+/// CPU time from /proc, to say where a throughput run's CPU went: this process (the
+/// engines and the bench), and the whole machine (the rest is mostly Postgres when it is
+/// local), in clock ticks, so read them over seconds, not milliseconds. `None` where
+/// there is no /proc.
+struct Cpu {
+    own: u64,
+    busy: u64,
+    idle: u64,
+}
+
+impl Cpu {
+    fn now() -> Option<Self> {
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // After the command's closing parenthesis the fields start at the 3rd (state):
+        // utime and stime, the 14th and 15th, are the 12th and 13th there.
+        let f: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
+        let own = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        let all = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = all
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = cpu.get(3)? + cpu.get(4)?;
+        let busy = cpu.iter().take(8).sum::<u64>() - idle;
+        Some(Self { own, busy, idle })
+    }
 }
 
 /// Prints one figure: `workers` workers of `slots` slots each took `took` for `steps` steps.
@@ -424,7 +484,7 @@ async fn report_1000(backend: &str, url: &str) {
     let store = Store::connect(url).await.expect("store");
     let text = layered(1000);
     let plan = compile(&text);
-    let workers = start_workers(worker_stores(url, 1).await, 8);
+    let workers = start_workers(worker_stores(url, 1, DEFAULT_CONNECTIONS).await, 8);
     let ids = create_runs(&store, &plan, &text, 1).await;
     await_all(&store, &ids, RunStatus::Succeeded).await;
     workers.stop().await;
@@ -514,6 +574,8 @@ fn main() {
                 "sqlite" => sqlite(tag),
                 _ => fresh_postgres(server, tag).await,
             };
+            // A filter may name the backend too: `postgres/chain-40`.
+            let wanted = |name: &str| wanted(&format!("{backend}/{name}"));
             for (name, text) in [("chain-40", chain(40)), ("fan-out-40-join", fan(40))] {
                 if wanted(name) {
                     // One run is 40 transitions, a few milliseconds each on a shared
@@ -540,30 +602,49 @@ fn main() {
                     );
                 }
             }
-            if wanted("steps-10000") {
-                // 16 slots a worker, and four workers of `runway worker`'s default 4: as
-                // many slots as the one worker has, in four processes.
-                for shape in [(1, 16), (4, 16), (4, 4)] {
-                    let tag = format!("steps_{}x{}", shape.0, shape.1);
+            // 16 slots a worker, and four workers of `runway worker`'s default 4: as many
+            // slots as the one worker has, in four processes. Each with `runway worker`'s
+            // default connections, then (Postgres) with the database's budget split
+            // between the workers, as docs/PERFORMANCE.md tells an operator to. A filter
+            // picks one shape by its name (`steps-10000-4x16`, `steps-10000-4x4-c2`).
+            let shapes = [(1, 16), (4, 16), (4, 4)];
+            let sized = shapes
+                .map(|shape| (shape, CONNECTIONS_BUDGET / shape.0 as u32))
+                .into_iter()
+                .filter(|_| *backend == "postgres");
+            let shapes = shapes
+                .map(|shape| (shape, DEFAULT_CONNECTIONS))
+                .into_iter()
+                .chain(sized);
+            for (shape, connections) in shapes {
+                let c = if connections == DEFAULT_CONNECTIONS {
+                    String::new()
+                } else {
+                    format!("-c{connections}")
+                };
+                let name = format!("steps-10000{c}");
+                if wanted(&format!("steps-10000-{}x{}{c}", shape.0, shape.1)) {
+                    let tag = format!("steps_{}x{}{}", shape.0, shape.1, c.replace('-', "_"));
                     // The median of a few runs, each on a fresh database: one run moved
                     // by a tenth from the next on this shared machine.
                     let mut runs = Vec::with_capacity(REPEATS);
                     for _ in 0..REPEATS {
-                        runs.push(throughput(&url(&tag).await, &wide(100), 100, shape).await);
+                        let url = url(&tag).await;
+                        runs.push(throughput(&url, &wide(100), 100, shape, connections).await);
                     }
                     runs.sort_by_key(|r| r.0);
                     let all: Vec<u128> = runs.iter().map(|r| r.0.as_millis()).collect();
                     let (took, steps) = runs[REPEATS / 2];
-                    let per_sec = report(backend, "steps-10000", shape, took, steps);
+                    let per_sec = report(backend, &name, shape, took, steps);
                     println!(
-                        "{backend:<9} steps-10000        workers={}x{:<3} median of {REPEATS} runs: {all:?} ms",
+                        "{backend:<9} {name:<18} workers={}x{:<3} median of {REPEATS} runs: {all:?} ms",
                         shape.0, shape.1
                     );
                     if *backend == "postgres"
                         && let Some(tps) = tps4
                     {
                         println!(
-                            "postgres  steps-10000        workers={}x{:<3} {:.2} of pgbench-4 TPS / 2 (goal 0.5)",
+                            "postgres  {name:<18} workers={}x{:<3} {:.2} of pgbench-4 TPS / 2 (goal 0.5)",
                             shape.0,
                             shape.1,
                             per_sec / (tps / 2.0)
@@ -572,7 +653,7 @@ fn main() {
                 }
             }
             if wanted("one-run-2000") {
-                let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, (4, 16)).await;
+                let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, (4, 16), DEFAULT_CONNECTIONS).await;
                 report(backend, "one-run-2000", (4, 16), took, steps);
             }
             if wanted("report-1000") {

@@ -243,3 +243,32 @@ fn committed_schema_is_current() {
         "docs/runway.schema.json is stale: run `cargo run -- schema > docs/runway.schema.json`"
     );
 }
+
+#[test]
+fn worker_refuses_zero_connections_before_opening_the_store() {
+    let dir = scratch("worker-connections");
+    let out = runway_in(&dir, &["worker", "--connections", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--connections"), "{err}");
+    assert!(err.contains("1..=1000"), "{err}");
+    assert!(!dir.join(".runway").exists(), "no store was created");
+}
+
+#[test]
+fn worker_and_run_refuse_a_concurrency_of_zero() {
+    let dir = scratch("zero-concurrency");
+    for args in [
+        &["worker", "--concurrency", "0"][..],
+        &["run", "--concurrency", "0", "workflows/release-gate.yaml"][..],
+    ] {
+        let out = runway_in(&dir, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("--concurrency") && err.contains("from 1 to 1000, got `0`"),
+            "{err}"
+        );
+    }
+    assert!(!dir.join(".runway").exists(), "no store was created");
+}

@@ -2664,3 +2664,34 @@ async fn postgres_hashes_an_event_as_the_chain_module_does() {
     })
     .await
 }
+
+/// A store opened with a number of connections never holds more to Postgres, and callers
+/// beyond it wait their turn instead of failing; SQLite keeps its one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_holds_at_most_the_connections_it_was_given() {
+    for backend in [db::Backend::Postgres, db::Backend::Sqlite] {
+        db::run(backend, |db| async move {
+            let store = Store::connect_with(&db.url, 2).await?;
+            let reads: Vec<_> = (0..24)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.runs_list(None, 10).await })
+                })
+                .collect();
+            for read in reads {
+                read.await??;
+            }
+            let (size, most) = match &store {
+                Store::Postgres(pool) => (pool.size(), 2),
+                Store::Sqlite(pool) => (pool.size(), 1),
+            };
+            ensure!(
+                (1..=most).contains(&size),
+                "{size} connections open, at most {most} wanted"
+            );
+            store.close().await;
+            Ok(())
+        })
+        .await;
+    }
+}

@@ -14,8 +14,13 @@ pub fn url() -> String {
 
 /// Opens (and migrates) the store. The URL is not printed whole: it may hold a password.
 pub async fn open() -> anyhow::Result<Store> {
+    open_with(crate::store::DEFAULT_CONNECTIONS).await
+}
+
+/// [`open`], with at most `connections` connections to Postgres.
+pub async fn open_with(connections: u32) -> anyhow::Result<Store> {
     let url = url();
-    Store::connect(&url)
+    Store::connect_with(&url, connections)
         .await
         .with_context(|| format!("cannot open the store at {}", redact(&url)))
 }

@@ -24,8 +24,8 @@ pub struct RunArgs {
     /// Continue an existing run (after Ctrl-C or a crash) instead of starting one.
     #[arg(long, value_name = "RUN", conflicts_with = "playbook")]
     resume: Option<String>,
-    /// Steps run at once.
-    #[arg(long, default_value_t = 4)]
+    /// Steps run at once (1 to 1000).
+    #[arg(long, default_value_t = 4, value_parser = parse_concurrency)]
     concurrency: usize,
     /// Refuse to start when the playbook's `lock:` is held by another run (by default the
     /// new run is queued until the holder ends).
@@ -53,8 +53,8 @@ pub struct StartArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// Steps this worker runs at once.
-    #[arg(long, default_value_t = 4)]
+    /// Steps this worker runs at once (1 to 1000).
+    #[arg(long, default_value_t = 4, value_parser = parse_concurrency)]
     concurrency: usize,
     /// Do not fire schedules in this worker (run `runway scheduler` somewhere instead).
     #[arg(long)]
@@ -63,6 +63,22 @@ pub struct WorkerArgs {
     /// over once the lease has expired (within the lease plus a second).
     #[arg(long, default_value = "10s", value_parser = super::schedule::parse_duration)]
     lease: crate::playbook::duration::Duration,
+    /// Connections this worker opens to Postgres at most (besides the job queue's few).
+    /// Several workers on one database: keep their sum near two to four a core of the
+    /// database (docs/PERFORMANCE.md). Not used with SQLite.
+    #[arg(long, default_value_t = crate::store::DEFAULT_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    connections: u32,
+}
+
+/// `--concurrency`: a worker of no slots would take jobs and never run them.
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of steps from 1 to 1000, got `{s}`"
+        )),
+    }
 }
 
 fn config(concurrency: usize) -> anyhow::Result<engine::Config> {
@@ -167,18 +183,22 @@ pub fn start(args: &StartArgs) -> anyhow::Result<u8> {
 
 pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
     db::runtime()?.block_on(async {
-        let store = db::open().await?;
+        let store = db::open_with(args.connections).await?;
         let config = engine::Config {
             lease: args.lease.as_std(),
             ..config(args.concurrency)?
         };
         let engine = Engine::new(store.clone(), config);
         eprintln!(
-            "worker {} on {} (concurrency {}, lease {})",
+            "worker {} on {} (concurrency {}, lease {}{})",
             engine.worker_id,
             db::redact(&db::url()),
             args.concurrency,
-            args.lease
+            args.lease,
+            match &store {
+                Store::Postgres(_) => format!(", {} connections", args.connections),
+                Store::Sqlite(_) => String::new(),
+            }
         );
         let stop = crate::shutdown::on_signal();
         let scheduler = (!args.no_scheduler).then(|| {

@@ -83,6 +83,10 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// still an error), which `set_ignore_missing(true)` on both would give up.
 const LEDGER: &str = "_runway_migrations";
 
+/// Connections a store opens to Postgres at most, unless told ([`Store::connect_with`]):
+/// `runway worker --connections`' default, as many as its default slots.
+pub const DEFAULT_CONNECTIONS: u32 = 4;
+
 /// Connections of the queue's pool ([`Store::for_queue`]): a fetch, an acknowledgement and
 /// the notification listener at a time.
 const QUEUE_CONNECTIONS: u32 = 4;
@@ -120,11 +124,25 @@ impl Store {
     /// result survives power loss), a busy timeout (for other processes on the same file),
     /// foreign keys on, one connection per process; the file's directory is created if
     /// missing.
+    ///
+    /// Postgres: at most [`DEFAULT_CONNECTIONS`] connections; see [`Store::connect_with`].
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, DEFAULT_CONNECTIONS).await
+    }
+
+    /// [`Store::connect`], with at most `connections` connections to Postgres (at least
+    /// one; SQLite always has one). Transitions are short, so a pool smaller than a
+    /// worker's slots does not make steps wait for one another; what a pool too large
+    /// costs is the database's: every connection in use is a backend competing for its
+    /// cores, and a few connections a core serve more commits a second than many (see
+    /// docs/PERFORMANCE.md: four workers with 2 connections each ran 10,000 steps in a
+    /// third less time than with 10 each, on a database of two cores).
+    pub async fn connect_with(url: &str, connections: u32) -> Result<Store> {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Store::Postgres(
                 PgPoolOptions::new()
                     .test_before_acquire(false)
+                    .max_connections(connections.max(1))
                     .connect(url)
                     .await?,
             )
