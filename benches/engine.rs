@@ -6,7 +6,7 @@
 //!
 //! - `pgbench-1`, `pgbench-4`: `pgbench` inserting one row per transaction with 1 and 4
 //!   clients, the ceiling for commits per second on this machine (Postgres only; skipped
-//!   when `pgbench` is not installed); the median of 3 runs of 5 s.
+//!   when `pgbench` is not installed); the median of 3 runs of 5 s, without TLS as the engine.
 //! - `chain-40`: a 40-step chain of no-op steps: latency per hop (the median of 5 runs on
 //!   one worker, after a first run reported apart: the first after connecting).
 //! - `fan-out-40-join`: one step, 40 parallel steps, a join (likewise).
@@ -380,7 +380,11 @@ fn pgbench(url: &str, clients: usize) -> Option<f64> {
     }
     let mut runs = Vec::with_capacity(REPEATS);
     for _ in 0..REPEATS {
+        // Over the engine's transport: sqlx is built without TLS, and libpq's default
+        // (`prefer`) would put pgbench on TLS wherever the server offers it, a lower
+        // ceiling than the engine's plain TCP.
         let out = Command::new(bin)
+            .env("PGSSLMODE", "disable")
             .args([
                 "-n",
                 "-T",
