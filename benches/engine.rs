@@ -37,7 +37,7 @@ use runway::engine::{self, Engine, Origin};
 use runway::plan::Plan;
 use runway::source::Source;
 use runway::state::RunStatus;
-use runway::store::{DEFAULT_CONNECTIONS, Store};
+use runway::store::{Store, default_connections};
 use serde_json::{Map, json};
 use tokio_util::sync::CancellationToken;
 
@@ -236,7 +236,7 @@ async fn await_all(store: &Store, ids: &[String], status: RunStatus) {
 async fn latencies(url: &str, text: &str, runs: usize) -> Vec<(Duration, Duration, usize)> {
     let store = Store::connect(url).await.expect("store");
     let plan = compile(text);
-    let workers = start_workers(worker_stores(url, 1, DEFAULT_CONNECTIONS).await, 4);
+    let workers = start_workers(worker_stores(url, 1, default_connections(4)).await, 4);
     // Let the worker register and go idle, so the figure is the engine, not start-up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut out = Vec::with_capacity(runs);
@@ -488,7 +488,7 @@ async fn report_1000(backend: &str, url: &str) {
     let store = Store::connect(url).await.expect("store");
     let text = layered(1000);
     let plan = compile(&text);
-    let workers = start_workers(worker_stores(url, 1, DEFAULT_CONNECTIONS).await, 8);
+    let workers = start_workers(worker_stores(url, 1, default_connections(8)).await, 8);
     let ids = create_runs(&store, &plan, &text, 1).await;
     await_all(&store, &ids, RunStatus::Succeeded).await;
     workers.stop().await;
@@ -609,19 +609,20 @@ fn main() {
             // 16 slots a worker, and four workers of `runway worker`'s default 4: as many
             // slots as the one worker has, in four processes. Each with `runway worker`'s
             // default connections, then (Postgres) with the database's budget split
-            // between the workers, as docs/PERFORMANCE.md tells an operator to. A filter
+            // between the workers, as docs/PERFORMANCE.md tells an operator to, where that
+            // differs. A filter
             // picks one shape by its name (`steps-10000-4x16`, `steps-10000-4x4-c2`).
             let shapes = [(1, 16), (4, 16), (4, 4)];
             let sized = shapes
                 .map(|shape| (shape, CONNECTIONS_BUDGET / shape.0 as u32))
                 .into_iter()
-                .filter(|_| *backend == "postgres");
+                .filter(|(shape, c)| *backend == "postgres" && *c != default_connections(shape.1));
             let shapes = shapes
-                .map(|shape| (shape, DEFAULT_CONNECTIONS))
+                .map(|shape| (shape, default_connections(shape.1)))
                 .into_iter()
                 .chain(sized);
             for (shape, connections) in shapes {
-                let c = if connections == DEFAULT_CONNECTIONS {
+                let c = if connections == default_connections(shape.1) {
                     String::new()
                 } else {
                     format!("-c{connections}")
@@ -657,7 +658,7 @@ fn main() {
                 }
             }
             if wanted("one-run-2000") {
-                let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, (4, 16), DEFAULT_CONNECTIONS).await;
+                let (took, steps) = throughput(&url("one_run").await, &wide(2000), 1, (4, 16), default_connections(16)).await;
                 report(backend, "one-run-2000", (4, 16), took, steps);
             }
             if wanted("report-1000") {

@@ -63,12 +63,11 @@ pub struct WorkerArgs {
     /// over once the lease has expired (within the lease plus a second).
     #[arg(long, default_value = "10s", value_parser = super::schedule::parse_duration)]
     lease: crate::playbook::duration::Duration,
-    /// Connections this worker opens to Postgres at most (besides the job queue's few).
-    /// Several workers on one database: keep their sum near two to four a core of the
-    /// database (docs/PERFORMANCE.md). Not used with SQLite.
-    #[arg(long, default_value_t = crate::store::DEFAULT_CONNECTIONS,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    connections: u32,
+    /// Connections this worker opens to Postgres at most, besides the job queue's few
+    /// (default: one a slot, at most 8). Several workers on one database: keep their sum
+    /// near two to four a core of the database (docs/PERFORMANCE.md). Not used with SQLite.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    connections: Option<u32>,
 }
 
 /// `--concurrency`: a worker of no slots would take jobs and never run them.
@@ -183,7 +182,10 @@ pub fn start(args: &StartArgs) -> anyhow::Result<u8> {
 
 pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
     db::runtime()?.block_on(async {
-        let store = db::open_with(args.connections).await?;
+        let connections = args
+            .connections
+            .unwrap_or_else(|| crate::store::default_connections(args.concurrency));
+        let store = db::open_with(connections).await?;
         let config = engine::Config {
             lease: args.lease.as_std(),
             ..config(args.concurrency)?
@@ -196,7 +198,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<u8> {
             args.concurrency,
             args.lease,
             match &store {
-                Store::Postgres(_) => format!(", {} connections", args.connections),
+                Store::Postgres(_) => format!(", {connections} connections"),
                 Store::Sqlite(_) => String::new(),
             }
         );

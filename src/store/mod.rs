@@ -83,9 +83,28 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// still an error), which `set_ignore_missing(true)` on both would give up.
 const LEDGER: &str = "_runway_migrations";
 
-/// Connections a store opens to Postgres at most, unless told ([`Store::connect_with`]):
-/// `runway worker --connections`' default, as many as its default slots.
+/// Connections a store opens to Postgres at most, unless told ([`Store::connect_with`]).
 pub const DEFAULT_CONNECTIONS: u32 = 4;
+
+/// The most connections a worker opens by default, whatever its slots.
+const MOST_CONNECTIONS_BY_DEFAULT: u32 = 8;
+
+/// `runway worker --connections`' default for a worker of `slots` slots: one a slot (a slot
+/// has at most one transition under way; more connections than slots only add backends),
+/// at most 8 (about what a database of two to four cores serves best; docs/PERFORMANCE.md).
+pub fn default_connections(slots: usize) -> u32 {
+    u32::try_from(slots)
+        .unwrap_or(u32::MAX)
+        .clamp(1, MOST_CONNECTIONS_BY_DEFAULT)
+}
+
+/// How long taking a Postgres connection from a pool may wait (sqlx's default: 30 s).
+/// While the database is down, sqlx keeps trying to connect inside that wait, with a
+/// back-off that doubles up to a fifth of it: at 30 s a worker found the database back up
+/// to 6 s late (4.1-4.2 s measured after a 12 s outage, docs/RELIABILITY.md). At 5 s the
+/// back-off stays under 1 s; a wait that times out is a transient error, which the engine
+/// retries and a command reports.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections of the queue's pool ([`Store::for_queue`]): a fetch, an acknowledgement and
 /// the notification listener at a time.
@@ -142,6 +161,7 @@ impl Store {
             Store::Postgres(
                 PgPoolOptions::new()
                     .test_before_acquire(false)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .max_connections(connections.max(1))
                     .connect(url)
                     .await?,
@@ -211,6 +231,7 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let queue = PgPoolOptions::new()
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .max_connections(QUEUE_CONNECTIONS)
                     .test_before_acquire(false)
                     .after_connect(|conn, _| {
@@ -544,5 +565,19 @@ fn create_parent_dir(file: &Path) -> Result<()> {
             })
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_connections;
+
+    #[test]
+    fn a_worker_gets_a_connection_a_slot_by_default_at_most_eight() {
+        let got: Vec<u32> = [0, 1, 4, 8, 16, 1000, usize::MAX]
+            .into_iter()
+            .map(default_connections)
+            .collect();
+        assert_eq!(got, [1, 1, 4, 8, 8, 8, 8]);
     }
 }
