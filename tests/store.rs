@@ -105,6 +105,7 @@ conformance!(
     events_chain_and_verify,
     concurrent_appends_make_one_linear_chain,
     database_refuses_update_and_delete_of_events,
+    database_refuses_an_event_of_an_unknown_run,
     verify_names_an_event_edited_behind_the_store,
     jobs_delete_finished_removes_only_old_finished_jobs,
     decider_sees_concurrent_finishes_so_a_join_is_readied_once,
@@ -2453,6 +2454,27 @@ async fn database_refuses_update_and_delete_of_events(db: Db) -> Result<()> {
         assert!(err.contains("append-only"), "{err}");
     }
     assert_eq!(store.events_of_run(&run.id).await?, before);
+    Ok(())
+}
+
+/// Postgres checks an event's run through the run's head (migration
+/// 20261220000000_events_reference_through_head.sql), SQLite with a reference of its own:
+/// either way an event of a run that does not exist is refused, and nothing is written.
+async fn database_refuses_an_event_of_an_unknown_run(db: Db) -> Result<()> {
+    let store = &db.store;
+    let zeros = "0".repeat(64);
+    let insert = format!(
+        "INSERT INTO events (run_id, seq, at, kind, data, prev_hash, hash) \
+         VALUES ('no-such-run', 1, 0, 'run.created', '{{}}', '{zeros}', '{zeros}')"
+    );
+    let err = exec(store, &insert)
+        .await
+        .expect_err("the database refuses");
+    assert!(
+        err.contains("FOREIGN KEY") || err.contains("foreign key"),
+        "{err}"
+    );
+    assert!(store.events_of_run("no-such-run").await?.is_empty());
     Ok(())
 }
 

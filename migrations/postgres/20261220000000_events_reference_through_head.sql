@@ -1,0 +1,15 @@
+-- An event's run is checked once per statement, through the run's head, instead of once
+-- per event row.
+--
+-- `events.run_id REFERENCES runs` ran a referential check for every event inserted: a
+-- queued after-trigger, a SPI query and a KEY SHARE lock attempt on the run's row, two or
+-- three times for every step (the `SPI_execute_snapshot` of `perf` profiles of the
+-- 10,000-step benchmark, docs/PERFORMANCE.md). It checked nothing the head does not: every
+-- INSERT into events moves its runs' heads (`events_move_head`, a statement trigger), a
+-- head is inserted with the first event of its run, and `run_heads.run_id REFERENCES runs`
+-- checks that insert; a later event of the run only moves the head of a run that exists,
+-- and a run with a head cannot be deleted (the head's reference refuses it). So an event
+-- of a run that does not exist is still refused, by the head's reference, in the same
+-- statement (tests/store.rs, `database_refuses_an_event_of_an_unknown_run`), and only
+-- disabling the triggers (which disables the reference's triggers alike) gets round it.
+ALTER TABLE events DROP CONSTRAINT events_run_id_fkey;
