@@ -106,6 +106,7 @@ conformance!(
     concurrent_appends_make_one_linear_chain,
     database_refuses_update_and_delete_of_events,
     database_refuses_an_event_of_an_unknown_run,
+    database_refuses_a_step_status_or_list_it_does_not_know,
     verify_names_an_event_edited_behind_the_store,
     jobs_delete_finished_removes_only_old_finished_jobs,
     decider_sees_concurrent_finishes_so_a_join_is_readied_once,
@@ -2475,6 +2476,30 @@ async fn database_refuses_an_event_of_an_unknown_run(db: Db) -> Result<()> {
         "{err}"
     );
     assert!(store.events_of_run("no-such-run").await?.is_empty());
+    Ok(())
+}
+
+/// Postgres checks a step's status and list by their types (migration
+/// 20261221000000_step_status_domains.sql), SQLite by CHECK constraints; the lease and
+/// ready-time rules stay constraints on both. Each refusal leaves the row as it was.
+async fn database_refuses_a_step_status_or_list_it_does_not_know(db: Db) -> Result<()> {
+    let store = &db.store;
+    let run = store
+        .run_create(&new_run(&[("a", StepStatus::Ready)]))
+        .await?;
+    let before = store.steps_of_run(&run.id).await?;
+    let id = &run.id;
+    for set in [
+        "status = 'finished'",
+        "list = 'cleanup'",
+        "status = 'running'",
+        "ready_at = NULL",
+    ] {
+        let sql = format!("UPDATE step_runs SET {set} WHERE run_id = '{id}' AND step_id = 'a'");
+        let err = exec(store, &sql).await.expect_err("the database refuses");
+        assert!(err.contains("constraint"), "{set}: {err}");
+    }
+    assert_eq!(store.steps_of_run(&run.id).await?, before);
     Ok(())
 }
 
