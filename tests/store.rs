@@ -2487,7 +2487,7 @@ async fn database_refuses_a_step_status_or_list_it_does_not_know(db: Db) -> Resu
     let run = store
         .run_create(&new_run(&[("a", StepStatus::Ready)]))
         .await?;
-    let before = store.steps_of_run(&run.id).await?;
+    let before = snapshot(store, &run.id).await?;
     let id = &run.id;
     for set in [
         "status = 'finished'",
@@ -2499,7 +2499,7 @@ async fn database_refuses_a_step_status_or_list_it_does_not_know(db: Db) -> Resu
         let err = exec(store, &sql).await.expect_err("the database refuses");
         assert!(err.contains("constraint"), "{set}: {err}");
     }
-    assert_eq!(store.steps_of_run(&run.id).await?, before);
+    assert_eq!(snapshot(store, &run.id).await?, before);
     Ok(())
 }
 
